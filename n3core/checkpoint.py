@@ -1,0 +1,208 @@
+"""Checkpoints as safetensors + JSON, written atomically and checked on load.
+
+A checkpoint is a folder::
+
+    model.safetensors      meta-model weights (no pickles: loading runs no code)
+    checkpoint.json        format, config, backbone signature, step, metrics, split,
+                           SHA-256 of every weight file
+    optimizer.safetensors  (training checkpoints) optimiser and scheduler tensors; their
+                           non-tensor state is in checkpoint.json
+
+It is written into a hidden temporary folder beside its destination and renamed into place,
+so a killed process leaves either the old checkpoint or the new one, never half of one; the
+checksums catch a file damaged afterwards.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_info",
+           "latest_checkpoint", "FORMAT"]
+
+FORMAT = "n3-checkpoint"
+VERSION = 1
+MODEL_FILE, OPTIM_FILE, INFO_FILE = "model.safetensors", "optimizer.safetensors", "checkpoint.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged, of another format, or for another backbone."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split an optimiser/scheduler state dict into tensors and JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(obj, prefix):
+        if isinstance(obj, torch.Tensor):
+            key = prefix or "_"
+            tensors[key] = obj.detach().cpu().contiguous()
+            return {"__tensor__": key}
+        if isinstance(obj, dict):
+            return {"__dict__": [[walk(k, f"{prefix}k{i}"), walk(v, f"{prefix}.{i}")]
+                                 for i, (k, v) in enumerate(obj.items())]}
+        if isinstance(obj, (list, tuple)):
+            return {"__list__": [walk(v, f"{prefix}[{i}]") for i, v in enumerate(obj)],
+                    "tuple": isinstance(obj, tuple)}
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return obj
+        raise CheckpointError(f"cannot store optimiser state of type {type(obj).__name__}")
+
+    return tensors, walk(state, "")
+
+
+def _unflatten_optimizer(tree, tensors: dict[str, torch.Tensor]):
+    if isinstance(tree, dict):
+        if "__tensor__" in tree:
+            return tensors[tree["__tensor__"]]
+        if "__dict__" in tree:
+            return {_unflatten_optimizer(k, tensors): _unflatten_optimizer(v, tensors) for k, v in tree["__dict__"]}
+        if "__list__" in tree:
+            items = [_unflatten_optimizer(v, tensors) for v in tree["__list__"]]
+            return tuple(items) if tree.get("tuple") else items
+    return tree
+
+
+def save_checkpoint(directory: str | Path, weights: dict[str, torch.Tensor], info: dict, *,
+                    optimizer_state: dict | None = None, half: bool = False) -> Path:
+    """Write a checkpoint folder atomically. ``info`` must be JSON-able (config, step, ...).
+
+    ``half=True`` stores floating weights as fp16 (shipped models); loading casts back.
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}-", dir=directory.parent))
+    try:
+        w = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
+             for k, v in weights.items()}
+        save_file(w, str(tmp / MODEL_FILE), metadata={"format": FORMAT})
+        files = {MODEL_FILE: _sha256(tmp / MODEL_FILE)}
+        record = dict(info)
+        if optimizer_state is not None:
+            tensors, tree = _flatten_optimizer(optimizer_state)
+            save_file(tensors, str(tmp / OPTIM_FILE), metadata={"format": FORMAT})
+            files[OPTIM_FILE] = _sha256(tmp / OPTIM_FILE)
+            record["optimizer_tree"] = tree
+        record.update({"format": FORMAT, "version": VERSION, "files": files, "saved_at": time.time(),
+                       "dtype": "float16" if half else "float32"})
+        with open(tmp / INFO_FILE, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        if directory.exists():
+            old = directory.parent / f".old-{directory.name}-{os.getpid()}-{time.time_ns()}"
+            os.rename(directory, old)
+            os.rename(tmp, directory)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, directory)
+        _fsync_dir(directory.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint_info(directory: str | Path) -> dict:
+    """The checked ``checkpoint.json`` of a checkpoint folder."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {directory}")
+    p = directory / INFO_FILE
+    if not p.is_file():
+        raise CheckpointError(f"{directory} is not an N3 checkpoint: {INFO_FILE} is missing")
+    try:
+        info = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{p} is damaged (not valid JSON: {e})") from e
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not an N3 checkpoint (format {info.get('format') if isinstance(info, dict) else None!r})")
+    if info.get("version", 0) > VERSION:
+        raise CheckpointError(f"{p} has format version {info['version']}; this n3core reads up to {VERSION}")
+    if not isinstance(info.get("files"), dict) or MODEL_FILE not in info["files"]:
+        raise CheckpointError(f"{p} lists no weight files")
+    return info
+
+
+def load_checkpoint(directory: str | Path, *, with_optimizer: bool = False, verify: bool = True
+                    ) -> tuple[dict[str, torch.Tensor], dict, dict | None]:
+    """Load ``(weights, info, optimizer_state)`` from a checkpoint folder.
+
+    Checks the format, the SHA-256 of every weight file (``verify``) and that the weights
+    parse as safetensors. Floating weights come back as fp32.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    info = read_checkpoint_info(directory)
+    names = [MODEL_FILE] + ([OPTIM_FILE] if with_optimizer and OPTIM_FILE in info["files"] else [])
+    loaded = {}
+    for name in names:
+        p = directory / name
+        if not p.is_file():
+            raise CheckpointError(f"{p} is missing")
+        if verify and _sha256(p) != info["files"][name]:
+            raise CheckpointError(f"{p} is damaged: its SHA-256 does not match {INFO_FILE}")
+        try:
+            loaded[name] = load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{p} is not a readable safetensors file ({e})") from e
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in loaded[MODEL_FILE].items()}
+    optim = None
+    if with_optimizer and OPTIM_FILE in loaded:
+        optim = _unflatten_optimizer(info.get("optimizer_tree"), loaded[OPTIM_FILE])
+    return weights, info, optim
+
+
+def latest_checkpoint(run_dir: str | Path, prefix: str = "step-") -> Path | None:
+    """The newest valid ``<prefix>NNNNNNNN`` checkpoint in a run folder (damaged ones skipped)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    cands = sorted((p for p in run_dir.iterdir() if p.is_dir() and p.name.startswith(prefix)
+                    and p.name[len(prefix):].isdigit()), key=lambda p: int(p.name[len(prefix):]), reverse=True)
+    for c in cands:
+        try:
+            info = read_checkpoint_info(c)
+            for name, digest in info["files"].items():
+                if _sha256(c / name) != digest:
+                    raise CheckpointError("checksum")
+            return c
+        except (CheckpointError, OSError):
+            continue
+    return None

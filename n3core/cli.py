@@ -1,0 +1,142 @@
+"""``python -m n3core train|evaluate|synthesize ...`` — the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _train(args) -> int:
+    from .meta import N3Config
+    from .train import TrainConfig, load_config_file, train
+
+    model_d, train_d = load_config_file(args.config) if args.config else ({}, {})
+    if args.mode:
+        model_d["mode"] = args.mode
+    for key in ("split", "data", "descriptions", "max_steps", "checkpoint_every", "eval_every", "k",
+                "batch_size", "seed", "init_from", "device", "threads"):
+        v = getattr(args, key, None)
+        if v is not None:
+            train_d[key] = v
+    if args.image_size:
+        model_d["image_size"] = args.image_size
+    summary = train(N3Config.from_dict(model_d), TrainConfig.from_dict(train_d), args.out, resume=args.resume,
+                    progress=not args.no_progress)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .data import description_file, load_descriptions, load_split, read_cub, read_image_folder, resolve_data_root
+    from .evaluate import evaluate_protocol, format_summary, write_report
+    from .synthesize import Synthesizer
+
+    synth = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
+    if args.split:
+        root = resolve_data_root(args.data)
+        classes = load_split(root, args.split)[args.part]
+        images = read_cub(root).subset(classes)
+        desc_all = load_descriptions(description_file(root, args.descriptions_set))
+        missing = [c for c in classes if c not in desc_all]
+        if missing and args.descriptions_set == "wikipedia_lead":
+            print(f"[n3] wikipedia_lead has no description for {len(missing)} of the {len(classes)} classes; "
+                  "evaluating on the classes it covers", flush=True)
+            classes = [c for c in classes if c in desc_all]
+            images = images.subset(classes)
+        elif missing:
+            load_descriptions(description_file(root, args.descriptions_set), classes)  # raises, naming them
+        descriptions = {c: desc_all[c] for c in classes}
+    else:
+        if not (args.images and args.descriptions):
+            print("error: give --split, or --images FOLDER with --descriptions FILE.json", file=sys.stderr)
+            return 2
+        images = read_image_folder(args.images)
+        descriptions = load_descriptions(args.descriptions, images.classes)
+        descriptions = {c: descriptions[c] for c in images.classes}
+    report = evaluate_protocol(synth, descriptions, images, permutations=args.permutations,
+                               progress=not args.no_progress)
+    report.update({"checkpoint": str(args.checkpoint), "split": args.split, "part": args.part,
+                   "descriptions_set": args.descriptions_set if args.split else str(args.descriptions)})
+    print(format_summary(report))
+    if args.out:
+        write_report(report, args.out)
+        print(f"[n3] report written to {args.out}")
+    return 0
+
+
+def _synthesize(args) -> int:
+    from .data import load_descriptions
+    from .synthesize import Synthesizer
+
+    synth = Synthesizer.from_checkpoint(args.checkpoint, device="cpu")
+    clf = synth.synthesize(load_descriptions(args.descriptions))
+    path = clf.export(args.out)
+    print(f"[n3] {len(clf.class_names)}-way classifier written to {path} (runs with torch alone: torch.jit.load)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m n3core", description="N3: classifiers from class descriptions")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="episodic meta-training on a split's train classes")
+    t.add_argument("--split", default=None, help="ss0, ss1, ss2, ps or a split .json (default ss0)")
+    t.add_argument("--out", required=True, help="run folder for checkpoints and the log")
+    t.add_argument("--mode", choices=["full", "fc-only"], default=None)
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--checkpoint-every", type=int, default=None)
+    t.add_argument("--eval-every", type=int, default=None)
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--config", default=None, help='JSON {"model": {...}, "train": {...}}')
+    t.add_argument("--data", default=None, help="data folder (default $N3_DATA or ../shared/data/cub100)")
+    t.add_argument("--descriptions", default=None, help="description set name or .json")
+    t.add_argument("--init-from", default=None, help="start from the matching weights of this checkpoint")
+    t.add_argument("--k", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--image-size", type=int, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--device", default=None)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(fn=_train)
+
+    e = sub.add_parser("evaluate", help="the paper's protocol on unseen classes")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--split", default=None)
+    e.add_argument("--part", default="test", choices=["train", "val", "test"])
+    e.add_argument("--images", default=None, help="image folder: one sub-folder per class")
+    e.add_argument("--descriptions", default=None, help="descriptions .json for --images")
+    e.add_argument("--descriptions-set", default="allaboutbirds",
+                   choices=["allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors"])
+    e.add_argument("--data", default=None)
+    e.add_argument("--permutations", type=int, default=10)
+    e.add_argument("--out", default=None, help="write the JSON report here")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(fn=_evaluate)
+
+    s = sub.add_parser("synthesize", help="descriptions → a standalone classifier file")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--descriptions", required=True, help="JSON {class: description}")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_synthesize)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .meta import SynthesisError
+    from .text import TextEncoderError
+
+    try:
+        return args.fn(args)
+    except (DataError, CheckpointError, SynthesisError, TextEncoderError, FileExistsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

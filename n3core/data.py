@@ -1,0 +1,401 @@
+"""Images, descriptions and class splits; the episodic sampler.
+
+Two readers give the same :class:`ImageSet`:
+
+* :func:`read_cub` reads the CUB-200-2011 layout (``classes.txt``, ``images.txt``,
+  ``image_class_labels.txt``, and ``bounding_boxes.txt`` for cropping when present): the
+  shared ``cub100`` folder and an official full download alike.
+* :func:`read_image_folder` reads a user's own data: one sub-folder of images per class.
+
+Descriptions are JSON files ``{class: text}`` or ``{class: [phrase, ...]}`` (phrases are
+joined into one text). Splits are JSON ``{"train": [...], "val": [...], "test": [...]}``.
+
+Where the data lives: an explicit path, else ``$N3_DATA``, else ``../shared/data/cub100``
+(relative to the project root or the working directory) when it exists.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "DataError", "ImageError", "ImageRecord", "ImageSet", "EpisodeSampler", "ImageDataset",
+    "DESCRIPTION_SETS", "read_cub", "read_image_folder", "load_descriptions", "load_split",
+    "resolve_data_root", "load_image", "display_name", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+DESCRIPTION_SETS = ("allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors")
+# Images above this many pixels are refused (decompression bombs); bigger but allowed
+# images are downscaled on load so no caller holds a huge array.
+MAX_IMAGE_PIXELS = 64_000_000
+MAX_LOADED_SIDE = 1024
+
+
+class DataError(ValueError):
+    """A data folder, description file or split that cannot be used; the message names it."""
+
+
+class ImageError(DataError):
+    """An image that cannot be used: missing, not an image, truncated, or too large."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: Path
+    label: str                       # class key, e.g. "014.Indigo_Bunting"
+    bbox: tuple[float, float, float, float] | None = None  # x, y, w, h in pixels
+
+
+@dataclass
+class ImageSet:
+    """Images grouped by class, from either reader. ``classes`` keeps the reader's order."""
+
+    root: Path
+    classes: list[str]
+    records: list[ImageRecord]
+    source: str = ""
+    _by_class: dict[str, list[int]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        by = {c: [] for c in self.classes}
+        for i, r in enumerate(self.records):
+            by.setdefault(r.label, []).append(i)
+        self._by_class = by
+
+    def indices(self, label: str) -> list[int]:
+        if label not in self._by_class:
+            raise DataError(f"class {label!r} is not in {self.root}")
+        return self._by_class[label]
+
+    def subset(self, classes: Sequence[str]) -> "ImageSet":
+        """Only ``classes``, in that order; an error names any class with no images."""
+        missing = [c for c in classes if c not in self._by_class]
+        if missing:
+            raise DataError(f"classes not found in {self.root}: {', '.join(missing[:5])}")
+        empty = [c for c in classes if not self._by_class[c]]
+        if empty:
+            raise DataError(f"classes with no images in {self.root}: {', '.join(empty[:5])}")
+        keep = set(classes)
+        return ImageSet(self.root, list(classes), [r for r in self.records if r.label in keep], self.source)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def display_name(label: str) -> str:
+    """``"014.Indigo_Bunting"`` → ``"Indigo Bunting"``; other names unchanged but underscores."""
+    head, _, tail = label.partition(".")
+    name = tail if head.isdigit() and tail else label
+    return name.replace("_", " ")
+
+
+# ----------------------------------------------------------------------------- locating data
+def resolve_data_root(path: str | Path | None = None) -> Path:
+    """An explicit path, else ``$N3_DATA``, else ``../shared/data/cub100`` when present."""
+    if path:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise DataError(f"data folder not found: {p}")
+        return p
+    env = os.environ.get("N3_DATA")
+    if env:
+        p = Path(env).expanduser()
+        if not p.exists():
+            raise DataError(f"N3_DATA points to a missing folder: {p}")
+        return p
+    here = Path(__file__).resolve().parent.parent
+    for cand in (here.parent / "shared" / "data" / "cub100", Path.cwd().parent / "shared" / "data" / "cub100"):
+        if cand.exists():
+            return cand
+    raise DataError("no data folder found: pass --data DIR, set N3_DATA, or place the CUB-100 "
+                    "folder at ../shared/data/cub100 beside the project")
+
+
+def _cub_dir(root: Path) -> Path:
+    root = Path(root)
+    if (root / "classes.txt").exists():
+        return root
+    if (root / "CUB_200_2011" / "classes.txt").exists():
+        return root / "CUB_200_2011"
+    raise DataError(f"{root} is not a CUB-200-2011 folder: classes.txt not found in it or in {root}/CUB_200_2011")
+
+
+def _read_table(path: Path, ncols: int) -> list[list[str]]:
+    if not path.exists():
+        raise DataError(f"missing file: {path}")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split(maxsplit=ncols - 1)
+            if len(parts) != ncols:
+                raise DataError(f"{path}, line {n}: expected {ncols} fields, got {line!r}")
+            rows.append(parts)
+    return rows
+
+
+# ----------------------------------------------------------------------------- readers
+def read_cub(root: str | Path | None = None, *, check_files: bool = True) -> ImageSet:
+    """Read a CUB-200-2011 layout folder (the folder itself or its parent)."""
+    cub = _cub_dir(resolve_data_root(root) if root is None else Path(root))
+    classes_rows = _read_table(cub / "classes.txt", 2)
+    id2class = {}
+    for cid, name in classes_rows:
+        id2class[cid] = name
+    images = {iid: rel for iid, rel in _read_table(cub / "images.txt", 2)}
+    labels = {iid: cid for iid, cid in _read_table(cub / "image_class_labels.txt", 2)}
+    bboxes = {}
+    if (cub / "bounding_boxes.txt").exists():
+        for iid, rest in _read_table(cub / "bounding_boxes.txt", 2):
+            try:
+                bboxes[iid] = tuple(float(v) for v in rest.split())
+            except ValueError as e:
+                raise DataError(f"{cub / 'bounding_boxes.txt'}: bad box for image {iid}: {rest!r}") from e
+    records = []
+    for iid, rel in images.items():
+        if iid not in labels:
+            raise DataError(f"{cub / 'image_class_labels.txt'}: no label for image {iid} ({rel})")
+        cid = labels[iid]
+        if cid not in id2class:
+            raise DataError(f"{cub / 'image_class_labels.txt'}: image {iid} has class id {cid}, "
+                            f"which {cub / 'classes.txt'} does not list")
+        path = cub / "images" / rel
+        if check_files and not path.exists():
+            raise DataError(f"{cub / 'images.txt'}: image {iid} not found at {path}")
+        records.append(ImageRecord(path, id2class[cid], bboxes.get(iid)))
+    return ImageSet(cub, [name for _, name in classes_rows], records, source="cub")
+
+
+def read_image_folder(root: str | Path) -> ImageSet:
+    """One sub-folder of images per class; the sub-folder name is the class name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder not found: {root}")
+    classes, records = [], []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = []
+        for dirpath, dirnames, filenames in os.walk(d, followlinks=False):
+            dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+            files += [Path(dirpath) / n for n in sorted(filenames)
+                      if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith(".")]
+        if not files:
+            raise DataError(f"class folder {d} has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        classes.append(d.name)
+        records += [ImageRecord(f, d.name) for f in files]
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders (expected one folder of images per class)")
+    return ImageSet(root, classes, records, source="folder")
+
+
+# ----------------------------------------------------------------------------- descriptions and splits
+def load_descriptions(path: str | Path, classes: Sequence[str] | None = None) -> dict[str, str]:
+    """Read ``{class: text}`` or ``{class: [phrases]}``; with ``classes``, check each has one."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"description file not found: {path}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise DataError(f"{path} must map class names to descriptions (a JSON object)")
+    out = {}
+    for cls, val in raw.items():
+        if isinstance(val, list):
+            if not all(isinstance(s, str) for s in val):
+                raise DataError(f"{path}: description of {cls!r} is a list with non-strings")
+            val = join_phrases(val)
+        if not isinstance(val, str):
+            raise DataError(f"{path}: description of {cls!r} must be a string or a list of strings")
+        if not val.strip():
+            raise DataError(f"{path}: description of {cls!r} is empty")
+        out[cls] = val
+    if classes is not None:
+        missing = [c for c in classes if c not in out]
+        if missing:
+            raise DataError(f"{path}: no description for class(es) {', '.join(missing[:5])}"
+                            + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    return out
+
+
+def join_phrases(phrases: Sequence[str]) -> str:
+    """``["beak: short", "wings: red"]`` → ``"beak: short. wings: red."``"""
+    parts = [p.strip().rstrip(".") for p in phrases if p.strip()]
+    return ". ".join(parts) + ("." if parts else "")
+
+
+def description_file(root: str | Path, name: str = "allaboutbirds") -> Path:
+    """``<root>/descriptions/<name>.json`` of a CUB-100-style data folder."""
+    if name not in DESCRIPTION_SETS:
+        p = Path(name)
+        if p.suffix == ".json" and p.exists():
+            return p
+        raise DataError(f"unknown description set {name!r}; choose one of {', '.join(DESCRIPTION_SETS)} or a .json path")
+    return Path(root) / "descriptions" / f"{name}.json"
+
+
+def load_split(root: str | Path, name: str) -> dict[str, list[str]]:
+    """A split file ``splits/<name>.json`` (or a path) with disjoint train/val/test class lists."""
+    p = Path(name) if name.endswith(".json") else Path(root) / "splits" / f"{name}.json"
+    if not p.exists():
+        raise DataError(f"split file not found: {p}")
+    try:
+        split = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{p} is not valid JSON: {e}") from e
+    for part in ("train", "val", "test"):
+        if not isinstance(split.get(part), list):
+            raise DataError(f"{p}: missing list {part!r}")
+    seen: dict[str, str] = {}
+    for part in ("train", "val", "test"):
+        for c in split[part]:
+            if c in seen:
+                raise DataError(f"{p}: class {c!r} is in both {seen[c]!r} and {part!r}")
+            seen[c] = part
+    return {k: list(split[k]) for k in ("train", "val", "test")}
+
+
+# ----------------------------------------------------------------------------- images
+def load_image(src, *, max_pixels: int = MAX_IMAGE_PIXELS, max_side: int = MAX_LOADED_SIDE,
+               bbox: tuple[float, float, float, float] | None = None, name: str | None = None) -> Image.Image:
+    """Open an image file, bytes or file object as RGB, safely.
+
+    EXIF rotation applied; alpha composited on white; palette, CMYK, 16-bit and grey
+    converted; the first frame of an animation; images larger than ``max_pixels`` refused
+    (decompression bombs); the result downscaled so its longer side is at most ``max_side``.
+    Any failure raises :class:`ImageError` naming the file.
+    """
+    import io
+
+    label = name or (str(src) if isinstance(src, (str, Path)) else "uploaded image")
+    if isinstance(src, (bytes, bytearray)):
+        if len(src) == 0:
+            raise ImageError(f"{label}: the file is empty (0 bytes)")
+        src = io.BytesIO(src)
+    elif isinstance(src, (str, Path)):
+        p = Path(src)
+        if not p.is_file():
+            raise ImageError(f"{label}: file not found")
+        if p.stat().st_size == 0:
+            raise ImageError(f"{label}: the file is empty (0 bytes)")
+    old = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        with Image.open(src) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ImageError(f"{label}: {w}×{h} pixels is too large (limit {max_pixels:,}); refusing a possible decompression bomb")
+            if w < 1 or h < 1:
+                raise ImageError(f"{label}: image has no pixels")
+            im.seek(0)
+            if im.format == "JPEG" and max(w, h) > 2 * max_side:
+                im.draft("RGB", (max_side, max_side))
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            im = _to_rgb(im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{label}: too large, refusing a possible decompression bomb ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{label}: not an image file (or a format Pillow cannot read)") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{label}: cannot read image ({e})") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    if bbox is not None:
+        x, y, bw, bh = bbox
+        im = im.crop((max(0, int(x)), max(0, int(y)), min(im.width, int(x + bw)), min(im.height, int(y + bh))))
+    if max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), Image.BICUBIC)
+    return im
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        import numpy as np
+
+        a = np.asarray(im, dtype=np.float64)
+        hi = a.max() if a.size else 1.0
+        im = Image.fromarray((a / (hi or 1.0) * 255).astype("uint8"), "L")
+    if im.mode in ("RGBA", "LA", "PA"):
+        bg = Image.new("RGB", im.size, (255, 255, 255))
+        bg.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+        return bg
+    if im.mode == "F":
+        im = im.convert("L")
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+# ----------------------------------------------------------------------------- torch side
+class ImageDataset(torch.utils.data.Dataset):
+    """``records`` → ``(image tensor, class index)`` with ``class_index`` mapping labels."""
+
+    def __init__(self, records: Sequence[ImageRecord], class_index: dict[str, int], transform):
+        self.records, self.class_index, self.transform = list(records), class_index, transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i):
+        r = self.records[i]
+        return self.transform(load_image(r.path, bbox=r.bbox)), self.class_index[r.label]
+
+
+class EpisodeSampler:
+    """Episodes for meta-training: K classes drawn from ``classes``, then ``batches``
+    mini-batches of ``batch_size`` images of those classes (balanced over classes), seeded.
+
+    Iterating yields ``(episode_classes, [record indices])`` per mini-batch; a new set of
+    classes every ``batches`` mini-batches. Deterministic given ``seed`` and the episode
+    number, so a resumed run draws exactly what an uninterrupted one would.
+    """
+
+    def __init__(self, images: ImageSet, classes: Sequence[str], k: int, batch_size: int,
+                 batches_per_episode: int = 1, seed: int = 0):
+        if k < 2:
+            raise DataError(f"an episode needs at least 2 classes, got K={k}")
+        if len(classes) < k:
+            raise DataError(f"K={k} classes per episode but only {len(classes)} classes to draw from")
+        self.images, self.classes, self.k = images, list(classes), k
+        self.batch_size, self.batches_per_episode, self.seed = batch_size, batches_per_episode, seed
+        for c in self.classes:
+            if not images.indices(c):
+                raise DataError(f"class {c!r} has no images")
+
+    def episode(self, n: int) -> tuple[list[str], list[list[int]]]:
+        """Episode ``n``: its classes and its mini-batches of record indices."""
+        rng = random.Random(f"{self.seed}-{n}")
+        cls = rng.sample(self.classes, self.k)
+        pools = {c: rng.sample(self.images.indices(c), len(self.images.indices(c))) for c in cls}
+        batches = []
+        for _ in range(self.batches_per_episode):
+            order = [cls[i % self.k] for i in range(self.batch_size)]
+            rng.shuffle(order)
+            batch = []
+            for c in order:
+                if not pools[c]:
+                    pools[c] = rng.sample(self.images.indices(c), len(self.images.indices(c)))
+                batch.append(pools[c].pop())
+            batches.append(batch)
+        return cls, batches
+
+    def __iter__(self) -> Iterator[tuple[list[str], list[int]]]:
+        n = 0
+        while True:
+            cls, batches = self.episode(n)
+            for b in batches:
+                yield cls, b
+            n += 1

@@ -1,0 +1,354 @@
+"""Episodic meta-training of N3 (``python -m n3core train``).
+
+Each step: draw K of the split's train classes (an *episode*), a mini-batch of B of their
+photos, synthesize a fresh adaptation from the K descriptions, classify, cross-entropy. The
+Tokens2Label part and the rest have separate learning rates. Validation per-class accuracy
+on the split's val classes picks the best checkpoint; test classes are never read.
+
+Fast on a CPU: the text encoder is frozen and every description's token states are computed
+once; photos are decoded once into memory (:mod:`n3core.imagecache`) and augmented as
+tensors; in fc-only mode the frozen backbone's features of ``feature_views`` augmented views
+per photo are computed once, so a step costs only the meta-model.
+
+Robust: checkpoints are written atomically; ``resume=True`` continues from the newest valid
+one and, because every random draw is derived from (seed, step), ends where an
+uninterrupted run would.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .backbones import create_backbone
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .data import DataError, EpisodeSampler, description_file, load_descriptions, load_split, read_cub, resolve_data_root
+from .imagecache import ImageCache, augment_batch, eval_batch
+from .meta import N3Config, N3Model
+from .text import TextEncoder
+
+log = logging.getLogger("n3core.train")
+
+__all__ = ["TrainConfig", "train", "load_config_file", "pick_device"]
+
+
+@dataclass
+class TrainConfig:
+    split: str = "ss0"
+    data: str | None = None
+    descriptions: str = "allaboutbirds"
+    k: int = 25
+    batch_size: int = 32
+    max_steps: int = 2000
+    lr_label: float = 3e-4           # Tokens2Label
+    lr_adapt: float = 1e-3           # Labels2Adaptation, decoders, classifier writer, μ
+    lr_mu: float = 1e-3              # μ: one scalar, starts at 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    feature_views: int = 8           # fc-only: augmented views per photo, featurised once
+    cache_side: int = 192
+    seed: int = 0
+    init_from: str | None = None     # a checkpoint whose matching weights start this run
+    device: str = "auto"
+    threads: int = 0                 # torch threads on CPU (0: torch's default)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown train config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def load_config_file(path: str | Path) -> tuple[dict, dict]:
+    """A JSON file ``{"model": {...N3Config}, "train": {...TrainConfig}}`` (both optional)."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read config file {p}: {e}") from e
+    extra = set(d) - {"model", "train"}
+    if extra:
+        raise ValueError(f"{p}: unknown sections {sorted(extra)}; expected 'model' and 'train'")
+    return d.get("model", {}), d.get("train", {})
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+class _TextBank:
+    """Token states of every class description, computed once: ``get(classes)`` → padded batch."""
+
+    def __init__(self, encoder: TextEncoder, descriptions: dict[str, str], classes: list[str]):
+        enc = encoder.encode([descriptions[c] for c in classes])
+        self.index = {c: i for i, c in enumerate(classes)}
+        self.states, self.mask = enc.states, enc.mask
+        self.truncated = [classes[t.index] for t in enc.truncated]
+
+    def get(self, classes: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.tensor([self.index[c] for c in classes])
+        mask = self.mask[idx]
+        L = int(mask.sum(1).max())
+        return self.states[idx, :L].to(device), mask[:, :L].to(device)
+
+
+def build_optimizer(model: N3Model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    meta = model.meta
+    label = meta.label_parameters()
+    rest = [p for p in meta.adaptation_parameters() if p is not meta.mu]
+
+    def split_decay(ps):
+        return [p for p in ps if p.dim() >= 2], [p for p in ps if p.dim() < 2]
+
+    groups = []
+    for ps, lr, name in ((label, cfg.lr_label, "tokens2label"), (rest, cfg.lr_adapt, "adaptation")):
+        dec, nodec = split_decay(ps)
+        groups.append({"params": dec, "lr": lr, "base_lr": lr, "weight_decay": cfg.weight_decay, "name": name})
+        groups.append({"params": nodec, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "name": name + "-nodecay"})
+    groups.append({"params": [meta.mu], "lr": cfg.lr_mu, "base_lr": cfg.lr_mu, "weight_decay": 0.0, "name": "mu"})
+    return torch.optim.AdamW(groups, betas=(0.9, 0.999))
+
+
+@torch.no_grad()
+def evaluate_classes(model: N3Model, bank: _TextBank, cache: ImageCache, classes: list[str],
+                     device, batch: int = 64, features: torch.Tensor | None = None) -> dict:
+    """Per-class averaged top-1/top-5 of one K-way classifier over ``classes`` (their order)."""
+    model.eval()
+    states, mask = bank.get(classes, device)
+    a = model.meta(states, mask)
+    pre = model.backbone.preprocess
+    cls_idx = {c: i for i, c in enumerate(classes)}
+    labels = torch.tensor([cls_idx[r.label] for r in cache.records])
+    logits = []
+    for s in range(0, len(cache), batch):
+        if features is not None:
+            f = features[s:s + batch].to(device)
+            if a.delta:
+                raise ValueError("cached features cannot be used with a full adaptation")
+        else:
+            x = eval_batch(cache.images[s:s + batch], model.cfg.image_size, pre.mean, pre.std).to(device)
+            f = model.features(x, a)
+        logits.append(a.classify(f).float().cpu())
+    logits = torch.cat(logits)
+    from .evaluate import per_class_accuracy
+
+    return per_class_accuracy(logits, labels, len(classes))
+
+
+def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: bool = False,
+          progress: bool = True, backbone=None, text_encoder: TextEncoder | None = None) -> dict:
+    """Train and write checkpoints to ``out`` (``step-N/``, ``best/``, ``final/``, ``log.jsonl``).
+
+    Returns a summary dict (steps, best val accuracy, wall time). ``backbone`` and
+    ``text_encoder`` may be passed in (tests use tiny ones); by default the real ones.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t_start = time.time()
+
+    # ---------------------------------------------------------------- resume
+    start_step, state, optim_state = 0, {}, None
+    ckpt = latest_checkpoint(out) if resume else None
+    if resume and ckpt is not None:
+        weights, info, optim_state = load_checkpoint(ckpt, with_optimizer=True)
+        saved_model = N3Config.from_dict(info["config"])
+        if saved_model != model_cfg:
+            log.warning("resuming with the configuration saved in %s (it differs from the one given)", ckpt)
+        model_cfg = saved_model
+        cfg = TrainConfig.from_dict({**info["train_config"], "max_steps": cfg.max_steps, "device": cfg.device,
+                                     "threads": cfg.threads})
+        start_step, state = info["step"], info.get("train_state", {})
+        log.info("resuming from %s at step %d of %d", ckpt, start_step, cfg.max_steps)
+        print(f"[n3] resuming from {ckpt} (step {start_step} of {cfg.max_steps})", flush=True)
+    elif resume:
+        log.info("--resume given but no checkpoint in %s: starting fresh", out)
+        print(f"[n3] --resume: no checkpoint in {out}, starting from step 0", flush=True)
+    elif latest_checkpoint(out) is not None:
+        raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
+
+    # ---------------------------------------------------------------- data
+    root = resolve_data_root(cfg.data)
+    split = load_split(root, cfg.split)
+    images = read_cub(root)
+    descriptions = load_descriptions(description_file(root, cfg.descriptions), split["train"] + split["val"])
+    train_set = images.subset(split["train"])
+    val_set = images.subset(split["val"])
+    if len(split["train"]) < cfg.k:
+        raise DataError(f"K={cfg.k} but split {cfg.split} has only {len(split['train'])} train classes")
+
+    torch.manual_seed(cfg.seed)
+    backbone = backbone or create_backbone(model_cfg.backbone)
+    if backbone.feature_dim != model_cfg.feature_dim:
+        model_cfg.feature_dim = backbone.feature_dim
+    text_encoder = text_encoder or TextEncoder(max_length=model_cfg.text_max_length)
+    model_cfg.text_dim = text_encoder.dim
+    model = N3Model(model_cfg, backbone).to(device)
+    backbone.module.to(device)
+
+    if cfg.init_from and ckpt is None:
+        w, info, _ = load_checkpoint(cfg.init_from)
+        own = model.meta.state_dict()
+        matched = {k: v for k, v in w.items() if k in own and own[k].shape == v.shape}
+        model.meta.load_state_dict(matched, strict=False)
+        print(f"[n3] initialised {len(matched)}/{len(own)} tensors from {cfg.init_from}", flush=True)
+
+    bank = _TextBank(text_encoder, descriptions, split["train"] + split["val"])
+    if bank.truncated:
+        print(f"[n3] {len(bank.truncated)} descriptions truncated to {model_cfg.text_max_length} tokens", flush=True)
+    train_cache = ImageCache(train_set.records, cfg.cache_side, progress=progress)
+    val_cache = ImageCache(val_set.records, cfg.cache_side, progress=progress)
+    sampler = EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed)
+    pos = {id(r): i for i, r in enumerate(train_set.records)}
+    pre = backbone.preprocess
+
+    fc_only = model_cfg.mode == "fc-only"
+    train_feats = val_feats = None
+    if fc_only:
+        train_feats, val_feats = _featurise(model, train_cache, val_cache, cfg, device, progress)
+
+    optim = build_optimizer(model, cfg)
+    if optim_state is not None:
+        model.meta.load_state_dict(weights)
+        optim.load_state_dict(optim_state)
+
+    best = state.get("best_val", -1.0)
+    history = state.get("history", [])
+    log_path = out / "log.jsonl"
+    meta_info = {"config": model_cfg.to_dict(), "train_config": asdict(cfg),
+                 "backbone": backbone.signature(), "backbone_weights": backbone.weights_source,
+                 "split": {"name": cfg.split, **split}, "descriptions": cfg.descriptions,
+                 "text_encoder": text_encoder.name}
+
+    def save(name: str, step: int, metrics: dict, with_optim: bool):
+        st = {"best_val": best, "history": history[-200:]}
+        info = {**meta_info, "step": step, "metrics": metrics, "train_state": st,
+                "wall_s": state.get("wall_s", 0.0) + time.time() - t_start}
+        return save_checkpoint(out / name, model.meta.state_dict(), info,
+                               optimizer_state=optim.state_dict() if with_optim else None)
+
+    def validate(step: int) -> float:
+        res = evaluate_classes(model, bank, val_cache, split["val"], device, features=val_feats)
+        model.train()
+        return res["top1"]
+
+    model.train()
+    pbar = tqdm(total=cfg.max_steps, initial=start_step, desc=f"train {model_cfg.mode}", disable=not progress,
+                mininterval=5, dynamic_ncols=True)
+    running, n_run, step = 0.0, 0, start_step
+    val = state.get("last_val", float("nan"))
+    for step in range(start_step, cfg.max_steps):
+        torch.manual_seed(cfg.seed * 1_000_003 + step)
+        gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+        classes, batches = sampler.episode(step)
+        idx = batches[0]
+        cmap = {c: i for i, c in enumerate(classes)}
+        y = torch.tensor([cmap[train_set.records[i].label] for i in idx], device=device)
+        states, mask = bank.get(classes, device)
+        for g in optim.param_groups:
+            g["lr"] = g["base_lr"] * _lr_factor(step, cfg)
+        a = model.meta(states, mask)
+        if fc_only:
+            views = torch.randint(cfg.feature_views, (len(idx),), generator=gen)
+            f = train_feats[torch.tensor(idx), views].to(device)
+        else:
+            x = augment_batch(train_cache.images[torch.tensor(idx)], model_cfg.image_size, pre.mean, pre.std, gen).to(device)
+            f = model.features(x, a)
+        logits = a.classify(f)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.meta.parameters(), cfg.grad_clip)
+        optim.step()
+        running += loss.item()
+        n_run += 1
+        pbar.update(1)
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.max_steps:
+            val = validate(done)
+            rec = {"step": done, "train_loss": running / max(1, n_run), "val_top1": val,
+                   "mu": float(model.meta.mu.detach()), "time_s": round(time.time() - t_start, 1)}
+            history.append(rec)
+            running, n_run = 0.0, 0
+            with open(log_path, "a", encoding="utf-8") as f_:
+                f_.write(json.dumps(rec) + "\n")
+            msg = (f"[n3] step {done}/{cfg.max_steps}  train loss {rec['train_loss']:.3f}  "
+                   f"val per-class top-1 {val:.3f}  mu {rec['mu']:.4f}")
+            pbar.write(msg) if progress else print(msg, flush=True)
+            if val > best:
+                best = val
+                save("best", done, {"val_top1": val}, with_optim=False)
+            state["last_val"] = val
+        if done % cfg.checkpoint_every == 0 and done != cfg.max_steps:
+            save(f"step-{done:08d}", done, {"val_top1": val}, with_optim=True)
+            _prune(out, cfg.keep_checkpoints)
+    pbar.close()
+    final_step = max(step + 1, start_step) if cfg.max_steps > start_step else start_step
+    save(f"step-{final_step:08d}", final_step, {"val_top1": val}, with_optim=True)
+    save("final", final_step, {"val_top1": val}, with_optim=False)
+    _prune(out, cfg.keep_checkpoints)
+    wall = time.time() - t_start + state.get("wall_s", 0.0)
+    summary = {"steps": final_step, "best_val_top1": best, "last_val_top1": val, "wall_s": round(wall, 1),
+               "device": str(device), "out": str(out)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"[n3] done: {final_step} steps, best val per-class top-1 {best:.3f}, {wall / 60:.1f} min on {device}", flush=True)
+    return summary
+
+
+def _prune(out: Path, keep: int) -> None:
+    import shutil
+
+    steps = sorted((p for p in out.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()),
+                   key=lambda p: int(p.name[5:]))
+    for p in steps[:-keep] if keep > 0 else []:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+@torch.no_grad()
+def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, cfg: TrainConfig, device,
+               progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """fc-only: frozen-backbone features of ``feature_views`` augmented views per train photo
+    ``[N, V, F]`` and of each val photo ``[N_val, F]``."""
+    pre, size = model.backbone.preprocess, model.cfg.image_size
+    m = model.backbone_module
+    gen = torch.Generator().manual_seed(cfg.seed + 12345)
+    bs = 64
+    tf = torch.empty(len(train_cache), cfg.feature_views, model.cfg.feature_dim)
+    total = cfg.feature_views * math.ceil(len(train_cache) / bs) + math.ceil(len(val_cache) / bs)
+    with tqdm(total=total, desc="featurising (fc-only)", disable=not progress, mininterval=5) as pb:
+        for v in range(cfg.feature_views):
+            for s in range(0, len(train_cache), bs):
+                x = augment_batch(train_cache.images[s:s + bs], size, pre.mean, pre.std, gen).to(device)
+                tf[s:s + bs, v] = m(x).float().cpu()
+                pb.update(1)
+        vf = []
+        for s in range(0, len(val_cache), bs):
+            vf.append(m(eval_batch(val_cache.images[s:s + bs], size, pre.mean, pre.std).to(device)).float().cpu())
+            pb.update(1)
+    return tf, torch.cat(vf)
