@@ -159,11 +159,14 @@ def evaluate_classes(model: N3Model, bank: _TextBank, cache: ImageCache, classes
 
 
 def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: bool = False,
-          progress: bool = True, backbone=None, text_encoder: TextEncoder | None = None) -> dict:
+          progress: bool = True, backbone=None, text_encoder: TextEncoder | None = None,
+          _stop_after: int | None = None) -> dict:
     """Train and write checkpoints to ``out`` (``step-N/``, ``best/``, ``final/``, ``log.jsonl``).
 
     Returns a summary dict (steps, best val accuracy, wall time). ``backbone`` and
     ``text_encoder`` may be passed in (tests use tiny ones); by default the real ones.
+    ``_stop_after`` (tests) ends the process's work after that step as a kill would: no final
+    checkpoint.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +186,8 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         model_cfg = saved_model
         cfg = TrainConfig.from_dict({**info["train_config"], "max_steps": cfg.max_steps, "device": cfg.device,
                                      "threads": cfg.threads})
-        start_step, state = info["step"], info.get("train_state", {})
+        start_step, state = info["step"], dict(info.get("train_state", {}))
+        state["wall_s"] = info.get("wall_s", 0.0)
         log.info("resuming from %s at step %d of %d", ckpt, start_step, cfg.max_steps)
         print(f"[n3] resuming from {ckpt} (step {start_step} of {cfg.max_steps})", flush=True)
     elif resume:
@@ -308,6 +312,9 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         if done % cfg.checkpoint_every == 0 and done != cfg.max_steps:
             save(f"step-{done:08d}", done, {"val_top1": val}, with_optim=True)
             _prune(out, cfg.keep_checkpoints)
+        if _stop_after is not None and done >= _stop_after:
+            pbar.close()
+            return {"steps": done, "stopped": True}
     pbar.close()
     final_step = max(step + 1, start_step) if cfg.max_steps > start_step else start_step
     save(f"step-{final_step:08d}", final_step, {"val_top1": val}, with_optim=True)

@@ -1,0 +1,130 @@
+"""The meta-model with a tiny random backbone: shapes, μ, identity at ΔΘ = 0, permutation
+equivariance, gradients, modes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from n3core.meta import Adaptation, N3Config, N3MetaModel, N3Model, SynthesisError
+from tests.conftest import make_tiny_backbone, tiny_config
+
+
+def _inputs(K=4, L=7, D=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    states = torch.randn(K, L, D, generator=g)
+    mask = torch.ones(K, L, dtype=torch.bool)
+    mask[1, 5:] = False
+    mask[3, 3:] = False
+    return states, mask
+
+
+def test_every_delta_is_shaped_like_its_tensor(tiny_backbone):
+    model = N3Model(tiny_config(), tiny_backbone)
+    a = model.meta(*_inputs())
+    theta = model.theta()
+    assert set(a.delta) == set(theta) and len(theta) == 6       # 2 convs + 2×(BN weight, bias)
+    for name, d in a.delta.items():
+        assert d.shape == theta[name].shape, name
+    assert a.fc_weight.shape == (4, 8) and a.fc_bias.shape == (4,)
+    logits = model(torch.randn(3, 3, 16, 16), *_inputs())
+    assert logits.shape == (3, 4)
+
+
+def test_mu_starts_at_1e_3_and_gamma_default(tiny_backbone):
+    model = N3Model(tiny_config(), tiny_backbone)
+    assert model.meta.mu.item() == pytest.approx(1e-3) and model.meta.mu.requires_grad
+    assert model.cfg.gamma == 1.0
+    a = model.meta(*_inputs())
+    theta = model.theta()
+    name = next(iter(a.delta))
+    expected = 1.0 * theta[name] + 1e-3 * a.delta[name]
+    assert torch.allclose(a.adapted_params(theta)[name], expected)
+    m2 = N3MetaModel(tiny_config(gamma=0.5, mu_init=0.25), tiny_backbone.tensors)
+    a2 = m2(*_inputs())
+    assert torch.allclose(a2.adapted_params(theta)[name], 0.5 * theta[name] + 0.25 * a2.delta[name])
+
+
+def test_zero_delta_gives_the_pretrained_network(tiny_backbone):
+    model = N3Model(tiny_config(), tiny_backbone).eval()
+    x = torch.randn(5, 3, 16, 16)
+    a = model.meta(*_inputs())
+    zero = Adaptation({k: torch.zeros_like(v) for k, v in a.delta.items()}, a.fc_weight, a.fc_bias,
+                      a.mu, 1.0, a.logit_scale, a.cosine)
+    with torch.no_grad():
+        assert torch.allclose(model.features(x, zero), tiny_backbone.module(x), atol=1e-6)
+        # and a real ΔΘ does change the features: the adaptation is live
+        big = Adaptation(a.delta, a.fc_weight, a.fc_bias, torch.tensor(0.5), 1.0, a.logit_scale, a.cosine)
+        assert not torch.allclose(model.features(x, big), tiny_backbone.module(x), atol=1e-4)
+
+
+def test_backbone_is_never_mutated(tiny_backbone):
+    before = {k: v.clone() for k, v in tiny_backbone.module.state_dict().items()}
+    model = N3Model(tiny_config(), tiny_backbone)
+    model.train()
+    opt = torch.optim.SGD(model.meta.parameters(), lr=1.0)
+    for _ in range(2):
+        model(torch.randn(2, 3, 16, 16), *_inputs()).sum().backward()
+        opt.step()
+    after = tiny_backbone.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not tiny_backbone.module.training, "BatchNorm statistics stay frozen"
+
+
+def test_permuting_classes_permutes_rows(tiny_backbone):
+    model = N3Model(tiny_config(), tiny_backbone).eval()
+    states, mask = _inputs()
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        a, b = model.meta(states, mask), model.meta(states[perm], mask[perm])
+        assert torch.allclose(b.fc_weight, a.fc_weight[perm], atol=1e-5)
+        assert torch.allclose(b.fc_bias, a.fc_bias[perm], atol=1e-5)
+        for k in a.delta:     # ΔΘ depends on the set, not its order
+            assert torch.allclose(a.delta[k], b.delta[k], atol=1e-5)
+        x = torch.randn(3, 3, 16, 16)
+        assert torch.allclose(model(x, states[perm], mask[perm]), model(x, states, mask)[:, perm], atol=1e-5)
+
+
+def test_padding_tokens_do_not_matter(tiny_backbone):
+    meta = N3MetaModel(tiny_config(), tiny_backbone.tensors).eval()
+    states, mask = _inputs()
+    noisy = states.clone()
+    noisy[~mask] = 100.0
+    with torch.no_grad():
+        assert torch.allclose(meta(states, mask).fc_weight, meta(noisy, mask).fc_weight, atol=1e-5)
+
+
+def test_gradients_reach_every_meta_parameter(tiny_backbone):
+    model = N3Model(tiny_config(), tiny_backbone)
+    model.train()
+    y = torch.tensor([0, 1, 2, 3, 0])
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(5, 3, 16, 16), *_inputs()), y)
+    loss.backward()
+    missing = [n for n, p in model.meta.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+
+
+def test_fc_only_mode_has_no_decoders(tiny_backbone):
+    model = N3Model(tiny_config(mode="fc-only"), tiny_backbone).eval()
+    a = model.meta(*_inputs())
+    assert a.delta == {} and model.meta.decoders is None
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(model.features(x, a), tiny_backbone.module(x))
+
+
+def test_adapt_pattern_and_bad_config(tiny_backbone):
+    meta = N3MetaModel(tiny_config(adapt_pattern=r"^3\."), tiny_backbone.tensors)
+    assert set(meta(*_inputs()).delta) == {"3.weight"}
+    with pytest.raises(ValueError, match="matches no backbone tensor"):
+        N3MetaModel(tiny_config(adapt_pattern="nothing"), tiny_backbone.tensors)
+    with pytest.raises(ValueError, match="mode"):
+        tiny_config(mode="half")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        N3Config.from_dict({"d_model": 8, "colour": "red"})
+    with pytest.raises(SynthesisError, match="K >= 2"):
+        meta(*[t[:1] for t in _inputs()])
+
+
+def test_config_round_trip():
+    cfg = tiny_config(mu_init=0.01)
+    assert N3Config.from_dict(cfg.to_dict()) == cfg

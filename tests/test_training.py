@@ -1,0 +1,177 @@
+"""Training loop, checkpoints, resume and synthesis with a tiny backbone on real photos."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from n3core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from n3core.data import load_split
+from n3core.evaluate import per_class_accuracy
+from n3core.meta import N3Model, SynthesisError
+from n3core.synthesize import Synthesizer
+from n3core.train import TrainConfig, train
+from tests.conftest import make_tiny_backbone, tiny_config
+
+
+@pytest.fixture(scope="module")
+def small_split(data_root, tmp_path_factory):
+    s = load_split(data_root, "ss0")
+    p = tmp_path_factory.mktemp("split") / "small.json"
+    p.write_text(json.dumps({"train": s["train"][:5], "val": s["val"][:3], "test": s["test"][:3]}))
+    return str(p)
+
+
+def _cfgs(small_split, **kw):
+    t = dict(split=small_split, k=3, batch_size=6, max_steps=6, eval_every=3, checkpoint_every=3, warmup_steps=2,
+             feature_views=2)
+    t.update(kw)
+    return tiny_config(text_dim=384), TrainConfig(**t)
+
+
+def test_train_writes_checkpoints_and_resume_matches(small_split, tmp_path, text_encoder):
+    m, t = _cfgs(small_split)
+    full = train(m, t, tmp_path / "a", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
+    assert full["steps"] == 6
+    for name in ("best", "final", "step-00000006"):
+        assert (tmp_path / "a" / name / "model.safetensors").exists()
+    assert len((tmp_path / "a" / "log.jsonl").read_text().splitlines()) == 2
+    info = json.loads((tmp_path / "a" / "final" / "checkpoint.json").read_text())
+    assert info["step"] == 6 and info["split"]["train"] and info["config"]["mode"] == "full"
+
+    # killed after step 4 (last checkpoint at 3), then resumed: ends where the uninterrupted run did
+    m, t = _cfgs(small_split)
+    r = train(m, t, tmp_path / "b", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder,
+              _stop_after=4)
+    assert r["stopped"] and latest_checkpoint(tmp_path / "b").name == "step-00000003"
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(m, t, tmp_path / "b", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
+    res = train(m, t, tmp_path / "b", resume=True, progress=False, backbone=make_tiny_backbone(),
+                text_encoder=text_encoder)
+    assert res["steps"] == 6
+    wa, _, _ = load_checkpoint(tmp_path / "a" / "final")
+    wb, _, _ = load_checkpoint(tmp_path / "b" / "final")
+    assert set(wa) == set(wb)
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-6), k
+
+
+def test_fc_only_training_runs(small_split, tmp_path, text_encoder):
+    m, t = _cfgs(small_split)
+    m.mode = "fc-only"
+    r = train(m, t, tmp_path / "fc", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
+    assert r["steps"] == 6 and 0.0 <= r["best_val_top1"] <= 1.0
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path, text_encoder):
+    bb = make_tiny_backbone()
+    model = N3Model(tiny_config(text_dim=384), bb).eval()
+    info = {"config": model.cfg.to_dict(), "backbone": bb.signature(), "step": 0}
+    save_checkpoint(tmp_path / "ck", model.meta.state_dict(), info)
+    synth = Synthesizer.from_checkpoint(tmp_path / "ck", backbone=bb, text_encoder=text_encoder, device="cpu")
+    desc = {"red bird": "A small bright red bird with a black face.", "blue bird": "A blue bird with white wings.",
+            "brown bird": "A plain brown bird with streaks."}
+    enc = text_encoder.encode(list(desc.values()))
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x, enc.states, enc.mask)
+        clf = synth.synthesize(desc)
+        assert torch.allclose(clf(x), ref, atol=1e-5)
+    assert clf.class_names == list(desc) and clf.predict(x).sum(1).allclose(torch.ones(4))
+    # fp16 storage loads back close to the original
+    save_checkpoint(tmp_path / "ck16", model.meta.state_dict(), info, half=True)
+    clf16 = Synthesizer.from_checkpoint(tmp_path / "ck16", backbone=bb, text_encoder=text_encoder,
+                                        device="cpu").synthesize(desc)
+    with torch.no_grad():
+        assert torch.allclose(clf16(x), ref, atol=2e-2)
+
+
+def test_bad_synthesis_inputs(tmp_path, text_encoder):
+    bb = make_tiny_backbone()
+    model = N3Model(tiny_config(text_dim=384), bb)
+    synth = Synthesizer(model, text_encoder)
+    with pytest.raises(SynthesisError, match="at least 2 classes"):
+        synth.synthesize({"only": "one class"})
+    with pytest.raises(SynthesisError, match="duplicate class name"):
+        synth.synthesize({"Blue Jay": "blue", " blue jay": "also blue"})
+    with pytest.raises(SynthesisError, match="description of 'b' is empty"):
+        synth.synthesize({"a": "red", "b": "  "})
+    with pytest.raises(SynthesisError, match="empty name"):
+        synth.synthesize({"a": "red", "": "blue"})
+
+
+def test_bad_checkpoints(tmp_path, text_encoder):
+    bb = make_tiny_backbone()
+    model = N3Model(tiny_config(text_dim=384), bb)
+    info = {"config": model.cfg.to_dict(), "backbone": bb.signature()}
+    ck = save_checkpoint(tmp_path / "ck", model.meta.state_dict(), info)
+    # another backbone
+    from n3core.backbones import create_backbone
+
+    with pytest.raises(CheckpointError, match="trained on backbone 'tiny'"):
+        Synthesizer.from_checkpoint(ck, backbone=create_backbone("resnet18"), text_encoder=text_encoder)
+    # damaged weights
+    raw = (ck / "model.safetensors").read_bytes()
+    (ck / "model.safetensors").write_bytes(raw[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match="SHA-256 does not match"):
+        load_checkpoint(ck)
+    # a pickle renamed to .safetensors, with a matching checksum: still refused, nothing executed
+    import hashlib
+
+    torch.save({"x": torch.zeros(2)}, ck / "model.safetensors")
+    meta = json.loads((ck / "checkpoint.json").read_text())
+    meta["files"]["model.safetensors"] = hashlib.sha256((ck / "model.safetensors").read_bytes()).hexdigest()
+    (ck / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_checkpoint(ck)
+    (ck / "checkpoint.json").write_text("{ broken")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(ck)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nothing")
+
+
+def test_half_written_checkpoint_is_never_picked(tmp_path):
+    save_checkpoint(tmp_path / "step-00000002", {"w": torch.ones(2)}, {"step": 2})
+    save_checkpoint(tmp_path / "step-00000004", {"w": torch.ones(2)}, {"step": 4})
+    (tmp_path / "step-00000004" / "model.safetensors").write_bytes(b"torn")
+    (tmp_path / ".tmp-step-00000006-abc").mkdir()
+    assert latest_checkpoint(tmp_path).name == "step-00000002"
+
+
+def test_per_class_accuracy_by_hand():
+    logits = torch.tensor([[3., 1, 0], [0, 2, 1], [1, 0, 3], [2, 1, 0], [0, 1, 2]])
+    labels = torch.tensor([0, 1, 1, 2, 2])
+    r = per_class_accuracy(logits, labels, 3)
+    # class 0: 1/1, class 1: 1/2, class 2: 1/2 → mean 2/3 (a plain image mean would be 3/5)
+    assert r["top1"] == pytest.approx(2 / 3)
+    assert r["top5"] == pytest.approx(1.0)
+    assert r["per_class_top1"] == pytest.approx([1.0, 0.5, 0.5])
+
+
+def test_export_runs_with_torch_alone(tmp_path, text_encoder):
+    bb = make_tiny_backbone()
+    synth = Synthesizer(N3Model(tiny_config(text_dim=384), bb), text_encoder)
+    clf = synth.synthesize({"a": "red bird", "b": "blue bird", "c": "green bird"})
+    path = clf.export(tmp_path / "clf.pt")
+    x = torch.randn(3, 3, 16, 16)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        ref = clf(x)
+    code = (
+        "import json, sys, torch\n"
+        "extra = {'n3.json': ''}\n"
+        f"m = torch.jit.load({str(path)!r}, _extra_files=extra)\n"
+        f"x = torch.load({str(tmp_path / 'x.pt')!r})\n"
+        "meta = json.loads(extra['n3.json'])\n"
+        "assert 'n3core' not in sys.modules\n"
+        f"torch.save(m(x), {str(tmp_path / 'y.pt')!r})\n"
+        "print(meta['class_names'], meta['image_size'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "['a', 'b', 'c'] 16" in r.stdout
+    assert torch.allclose(torch.load(tmp_path / "y.pt"), ref, atol=1e-5)
