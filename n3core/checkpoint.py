@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_info",
-           "latest_checkpoint", "FORMAT"]
+           "latest_checkpoint", "package_checkpoint", "FORMAT"]
 
 FORMAT = "n3-checkpoint"
 VERSION = 1
@@ -206,3 +206,17 @@ def latest_checkpoint(run_dir: str | Path, prefix: str = "step-") -> Path | None
         except (CheckpointError, OSError):
             continue
     return None
+
+
+def package_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, provenance: dict | None = None) -> Path:
+    """Copy a training checkpoint as a shippable one: weights only (no optimiser), fp16 by
+    default, training metadata kept, plus ``mu`` and any ``provenance`` notes."""
+    weights, info, _ = load_checkpoint(src)
+    keep = {k: v for k, v in info.items() if k not in ("optimizer_tree", "files", "format", "version", "saved_at", "dtype")}
+    keep["train_state"] = {"history": info.get("train_state", {}).get("history", [])}
+    if "mu" in weights:
+        keep["mu"] = float(weights["mu"])
+    keep["packaged_from"] = str(src)
+    if provenance:
+        keep["provenance"] = provenance
+    return save_checkpoint(dst, weights, keep, half=half)

@@ -79,6 +79,62 @@ def _synthesize(args) -> int:
     return 0
 
 
+def _explain(args) -> int:
+    from .data import load_descriptions, load_image
+    from .explain import (adaptation_norms, heatmap_overlay, norms_figure, saliency, sentence_ablation,
+                          shared_scale, token_evidence)
+    from .synthesize import Synthesizer
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    descriptions = load_descriptions(args.descriptions)
+    image = load_image(args.image)
+    full = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
+    fc_dir = Path(args.fc_only_checkpoint) if args.fc_only_checkpoint else Path(str(Path(args.checkpoint)) + "-fconly")
+    fc = Synthesizer.from_checkpoint(fc_dir, device=args.device, backbone=full.backbone,
+                                     text_encoder=full.text_encoder) if fc_dir.exists() else None
+    ev = token_evidence(full, descriptions, image, label=args.label)
+    clf = full.synthesize(descriptions)
+    target = list(descriptions).index(ev.label)
+    maps = {"full": saliency(clf, image, target, method=args.saliency)}
+    if fc is not None:
+        maps["fc-only"] = saliency(fc.synthesize(descriptions), image, target, method=args.saliency)
+    scaled = dict(zip(maps, shared_scale(*maps.values())))
+    rgb = full.backbone.preprocess.denormalize(clf.prepare(image)[0])
+    for name, m in scaled.items():
+        heatmap_overlay(rgb, m).save(out / f"saliency-{name}.png")
+    rows = adaptation_norms(full, descriptions)
+    if rows:
+        norms_figure(rows).write_html(out / "adaptation-norms.html", include_plotlyjs=True)
+    report = {
+        "image": str(args.image), "label": ev.label, "predicted": ev.predicted, "probabilities": ev.probabilities,
+        "fc_only_predicted": (list(descriptions)[int(fc.synthesize(descriptions).predict(image).argmax())]
+                              if fc is not None else None),
+        "positive_evidence": [w.__dict__ for w in ev.positive],
+        "negative_evidence": [w.__dict__ for w in ev.negative],
+        "negative_classes": ev.negative_classes,
+        "sentence_ablation": sentence_ablation(full, descriptions, image, ev.label),
+        "adaptation_norms": rows, "saliency_method": args.saliency,
+        "saliency_maps": [f"saliency-{n}.png" for n in scaled],
+    }
+    (out / "explanation.json").write_text(json.dumps(report, indent=1))
+    pos = ", ".join(w.text for w in ev.positive[:5])
+    neg = ", ".join(f"{w.text} ({w.cls})" for w in ev.negative[:5])
+    print(f"predicted {ev.predicted}; explaining {ev.label}\n  is a {ev.label} because: {pos}\n"
+          f"  is not another class because: {neg}\n[n3] written to {out}")
+    return 0
+
+
+def _package(args) -> int:
+    from .checkpoint import package_checkpoint
+
+    prov = dict(kv.split("=", 1) for kv in args.note) if args.note else None
+    path = package_checkpoint(args.checkpoint, args.out, half=not args.fp32, provenance=prov)
+    size = sum(p.stat().st_size for p in Path(path).iterdir()) / 1e6
+    print(f"[n3] packaged {args.checkpoint} → {path} ({size:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m n3core", description="N3: classifiers from class descriptions")
     sub = p.add_subparsers(dest="command", required=True)
@@ -124,6 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--descriptions", required=True, help="JSON {class: description}")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_synthesize)
+    k = sub.add_parser("package", help="a training checkpoint → a shippable one (weights only, fp16)")
+    k.add_argument("--checkpoint", required=True)
+    k.add_argument("--out", required=True)
+    k.add_argument("--fp32", action="store_true")
+    k.add_argument("--note", action="append", help="KEY=VALUE recorded under provenance (repeatable)")
+    k.set_defaults(fn=_package)
+
+    x = sub.add_parser("explain", help="token evidence, saliency (full vs fc-only), adaptation norms")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--descriptions", required=True)
+    x.add_argument("--image", required=True)
+    x.add_argument("--label", default=None, help="class to explain (default: the prediction)")
+    x.add_argument("--fc-only-checkpoint", default=None, help="default: <checkpoint>-fconly beside it")
+    x.add_argument("--saliency", default="saliency", choices=["saliency", "integrated_gradients", "smoothgrad"])
+    x.add_argument("--out", required=True)
+    x.add_argument("--device", default="auto")
+    x.set_defaults(fn=_explain)
     return p
 
 

@@ -55,16 +55,22 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, perm
     rng = random.Random(seed)
     orders = [classes] + [rng.sample(classes, len(classes)) for _ in range(permutations - 1)]
     top1, top5, per_class_runs = [], [], []
+    shared_features = None
     for order in tqdm(orders, desc="class-order permutations", disable=not progress):
         clf = synthesizer.synthesize({c: descriptions[c] for c in order})
         idx = {c: i for i, c in enumerate(order)}
         labels = torch.tensor([idx[r.label] for r in cache.records])
-        logits = []
         with torch.no_grad():
-            for s in range(0, len(cache), batch_size):
-                x = eval_batch(cache.images[s:s + batch_size], size, pre.mean, pre.std)
-                logits.append(clf(x.to(clf.device)).float().cpu())
-        res = per_class_accuracy(torch.cat(logits), labels, len(order))
+            if clf.info.get("mode") == "fc-only" and shared_features is not None:
+                feats = shared_features           # the backbone is Θ for every class order
+            else:
+                feats = torch.cat([clf.backbone(eval_batch(cache.images[s:s + batch_size], size, pre.mean, pre.std)
+                                                .to(clf.device)).float().cpu()
+                                   for s in range(0, len(cache), batch_size)])
+                if clf.info.get("mode") == "fc-only":
+                    shared_features = feats
+            logits = clf.head(feats.to(clf.device)).float().cpu()
+        res = per_class_accuracy(logits, labels, len(order))
         top1.append(res["top1"])
         top5.append(res["top5"])
         per_class_runs.append({c: res["per_class_top1"][idx[c]] for c in classes})

@@ -56,6 +56,8 @@ class N3Config:
     ff_mult: int = 2
     dropout: float = 0.1
     token_dropout: float = 0.1          # training only: drop this fraction of description tokens
+    pool_skip: bool = False             # add the masked mean of the projected tokens to the label embedding
+    center_features: bool = False       # subtract a learned centre from image features before the cosine
     mu_init: float = 1e-3
     gamma: float = 1.0
     cosine_classifier: bool = True
@@ -96,6 +98,7 @@ class Adaptation:
     gamma: float
     logit_scale: torch.Tensor
     cosine: bool = True
+    feature_center: torch.Tensor | None = None
     extra: dict = field(default_factory=dict)
 
     def adapted_params(self, theta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -104,6 +107,8 @@ class Adaptation:
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, F]`` → logits ``[B, K]``."""
+        if self.feature_center is not None:
+            features = features - self.feature_center
         if self.cosine:
             return self.logit_scale * F.normalize(features, dim=-1) @ F.normalize(self.fc_weight, dim=-1).T + self.fc_bias
         return features @ self.fc_weight.T + self.fc_bias
@@ -125,6 +130,7 @@ class Tokens2Label(nn.Module):
         self.encoder = _encoder(cfg.d_model, cfg.n_heads, cfg.t2l_layers, cfg.ff_mult, cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.token_dropout = cfg.token_dropout
+        self.pool_skip = cfg.pool_skip
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         K = states.shape[0]
@@ -136,7 +142,11 @@ class Tokens2Label(nn.Module):
         x = torch.cat([self.label_token.expand(K, -1, -1), x], dim=1)
         keep = torch.cat([keep.new_ones(K, 1), keep], dim=1)
         x = self.encoder(x, src_key_padding_mask=~keep)
-        return self.norm(x[:, 0])
+        out = x[:, 0]
+        if self.pool_skip:
+            w = keep[:, 1:].unsqueeze(-1).float()
+            out = out + (self.proj(states) * w).sum(1) / w.sum(1).clamp_min(1.0)
+        return self.norm(out)
 
 
 class Labels2Adaptation(nn.Module):
@@ -162,6 +172,7 @@ class ClassifierWriter(nn.Module):
         nn.init.zeros_(self.bias.weight)
         nn.init.zeros_(self.bias.bias)
         self.log_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
+        self.center = nn.Parameter(torch.zeros(cfg.feature_dim)) if cfg.center_features else None
 
     def forward(self, h: torch.Tensor):
         return self.weight(h), self.bias(h).squeeze(-1), self.log_scale.exp()
@@ -240,7 +251,7 @@ class N3MetaModel(nn.Module):
         delta = self.decoders(h) if self.decoders is not None else {}
         return Adaptation(delta=delta, fc_weight=w, fc_bias=b, mu=self.mu, gamma=self.cfg.gamma,
                           logit_scale=scale if self.cfg.cosine_classifier else scale.new_ones(()),
-                          cosine=self.cfg.cosine_classifier)
+                          cosine=self.cfg.cosine_classifier, feature_center=self.classifier.center)
 
 
 class N3Model(nn.Module):

@@ -27,7 +27,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .meta import Adaptation, N3Config, N3Model, SynthesisError
 from .text import EncodedTexts, TextEncoder
 
-__all__ = ["Synthesizer", "SynthesizedClassifier", "check_descriptions"]
+__all__ = ["Synthesizer", "SynthesizedClassifier", "check_descriptions", "prepare_images"]
 
 
 def check_descriptions(descriptions: dict[str, str]) -> dict[str, str]:
@@ -51,6 +51,26 @@ def check_descriptions(descriptions: dict[str, str]) -> dict[str, str]:
     return dict(descriptions)
 
 
+def image_transform(size: int, mean, std):
+    """PIL image → normalised ``[3, size, size]``: resize the short side, centre crop."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(size),
+                      T.ToTensor(), T.Normalize(mean, std)])
+
+
+def prepare_images(images, size: int, mean, std) -> torch.Tensor:
+    """PIL images (or one), or an already normalised ``[B, 3, S, S]`` tensor → ``[B, 3, S, S]``."""
+    if isinstance(images, torch.Tensor):
+        return images if images.dim() == 4 else images.unsqueeze(0)
+    from PIL import Image
+
+    if isinstance(images, Image.Image):
+        images = [images]
+    tf = image_transform(size, mean, std)
+    return torch.stack([tf(im.convert("RGB")) for im in images])
+
+
 class SynthesizedClassifier(nn.Module):
     """A K-way image classifier: adapted backbone + new classification layer.
 
@@ -60,9 +80,11 @@ class SynthesizedClassifier(nn.Module):
 
     def __init__(self, backbone_module: nn.Module, fc_weight: torch.Tensor, fc_bias: torch.Tensor,
                  logit_scale: float, cosine: bool, class_names: Sequence[str], preprocess: dict, image_size: int,
-                 info: dict | None = None):
+                 info: dict | None = None, feature_center: torch.Tensor | None = None):
         super().__init__()
         self.backbone = backbone_module
+        center = feature_center.detach().clone() if feature_center is not None else torch.zeros(fc_weight.shape[1])
+        self.register_buffer("center", center)
         w = F.normalize(fc_weight, dim=-1) * logit_scale if cosine else fc_weight
         self.fc = nn.Linear(fc_weight.shape[1], fc_weight.shape[0])
         with torch.no_grad():
@@ -82,29 +104,22 @@ class SynthesizedClassifier(nn.Module):
         return self.fc.weight.device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.backbone(x)
+        return self.head(self.backbone(x))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``[B, F]`` → logits ``[B, K]``."""
+        features = features - self.center
         if self.cosine:
-            f = F.normalize(f, dim=-1)
-        return self.fc(f)
+            features = F.normalize(features, dim=-1)
+        return self.fc(features)
 
     def transform(self):
         """PIL image → normalised tensor ``[3, S, S]``: resize the short side, centre crop."""
-        from torchvision import transforms as T
-
-        return T.Compose([T.Resize(self.image_size, interpolation=T.InterpolationMode.BILINEAR),
-                          T.CenterCrop(self.image_size), T.ToTensor(),
-                          T.Normalize(self.preprocess["mean"], self.preprocess["std"])])
+        return image_transform(self.image_size, self.preprocess["mean"], self.preprocess["std"])
 
     def prepare(self, images) -> torch.Tensor:
         """PIL images (or one), or an already normalised ``[B, 3, S, S]`` tensor → batch tensor."""
-        if isinstance(images, torch.Tensor):
-            return images if images.dim() == 4 else images.unsqueeze(0)
-        from PIL import Image
-
-        if isinstance(images, Image.Image):
-            images = [images]
-        tf = self.transform()
-        return torch.stack([tf(im.convert("RGB")) for im in images])
+        return prepare_images(images, self.image_size, self.preprocess["mean"], self.preprocess["std"])
 
     @torch.no_grad()
     def predict(self, images, batch_size: int = 64) -> torch.Tensor:
@@ -117,7 +132,8 @@ class SynthesizedClassifier(nn.Module):
         ``n3.json`` holds the class names and preprocessing (mean, std, image size)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        model = _Exportable(copy.deepcopy(self.backbone).cpu(), copy.deepcopy(self.fc).cpu(), self.cosine).eval()
+        model = _Exportable(copy.deepcopy(self.backbone).cpu(), copy.deepcopy(self.fc).cpu(), self.cosine,
+                            self.center.detach().cpu().clone()).eval()
         example = torch.zeros(1, 3, self.image_size, self.image_size)
         import warnings
 
@@ -135,12 +151,13 @@ class SynthesizedClassifier(nn.Module):
 
 
 class _Exportable(nn.Module):
-    def __init__(self, backbone, fc, cosine: bool):
+    def __init__(self, backbone, fc, cosine: bool, center: torch.Tensor):
         super().__init__()
         self.backbone, self.fc, self.cosine = backbone, fc, cosine
+        self.register_buffer("center", center)
 
     def forward(self, x):
-        f = self.backbone(x)
+        f = self.backbone(x) - self.center
         if self.cosine:
             f = F.normalize(f, dim=-1)
         return self.fc(f)
@@ -199,6 +216,11 @@ class Synthesizer:
         bb.module.to(dev)
         return cls(model, te, info)
 
+    def prepare(self, images) -> torch.Tensor:
+        """PIL images or a normalised batch → ``[B, 3, S, S]`` at this model's image size."""
+        p = self.backbone.preprocess
+        return prepare_images(images, self.config.image_size, p.mean, p.std)
+
     def encode(self, descriptions: dict[str, str]) -> EncodedTexts:
         descriptions = check_descriptions(descriptions)
         return self.text_encoder.encode(list(descriptions.values()))
@@ -229,6 +251,7 @@ class Synthesizer:
                 "truncated": [list(descriptions)[t.index] for t in enc.truncated],
                 "synthesis_ms": None}
         clf = SynthesizedClassifier(module, a.fc_weight, a.fc_bias, float(a.logit_scale), a.cosine,
-                                    list(descriptions), self.backbone.preprocess.to_dict(), self.config.image_size, info)
+                                    list(descriptions), self.backbone.preprocess.to_dict(), self.config.image_size, info,
+                                    feature_center=a.feature_center)
         clf.info["synthesis_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return clf

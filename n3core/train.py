@@ -50,6 +50,7 @@ class TrainConfig:
     lr_label: float = 3e-4           # Tokens2Label
     lr_adapt: float = 1e-3           # Labels2Adaptation, decoders, classifier writer, μ
     lr_mu: float = 1e-3              # μ: one scalar, starts at 1e-3
+    lr_decoder: float | None = None  # the per-tensor decoders (default: lr_adapt)
     weight_decay: float = 0.05
     warmup_steps: int = 100
     label_smoothing: float = 0.1
@@ -58,6 +59,9 @@ class TrainConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     feature_views: int = 8           # fc-only: augmented views per photo, featurised once
+    text_variants: int = 8           # per class: the full text + sentence-dropped copies
+    sentence_keep: float = 0.7       # keep probability of each sentence in a variant
+    extra_descriptions: list = field(default_factory=list)  # more description sets used as training variants
     cache_side: int = 192
     seed: int = 0
     init_from: str | None = None     # a checkpoint whose matching weights start this run
@@ -99,17 +103,60 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def split_sentences(text: str) -> list[str]:
+    """Split a description into sentences (also at ';' and at list-joined phrases)."""
+    import re
+
+    parts = [p.strip() for p in re.split(r"(?<=[.!?;])\s+", text) if p.strip()]
+    return parts or [text]
+
+
+def text_variants(text: str, n: int, keep: float, rng) -> list[str]:
+    """``text`` plus ``n - 1`` copies with each sentence dropped with probability ``1 - keep``
+    (at least one sentence kept, order preserved): text augmentation for training."""
+    sents = split_sentences(text)
+    out = [text]
+    for _ in range(n - 1):
+        kept = [x for x in sents if rng.random() < keep] or [rng.choice(sents)]
+        out.append(" ".join(kept))
+    return out
+
+
 class _TextBank:
-    """Token states of every class description, computed once: ``get(classes)`` → padded batch."""
+    """Token states of every class description (and its training variants), computed once.
 
-    def __init__(self, encoder: TextEncoder, descriptions: dict[str, str], classes: list[str]):
-        enc = encoder.encode([descriptions[c] for c in classes])
-        self.index = {c: i for i, c in enumerate(classes)}
-        self.states, self.mask = enc.states, enc.mask
-        self.truncated = [classes[t.index] for t in enc.truncated]
+    ``get(classes)`` → padded ``[K, L, D]`` states and mask of variant 0 (the full text);
+    ``get(classes, rng)`` picks a random variant per class (training)."""
 
-    def get(self, classes: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.tensor([self.index[c] for c in classes])
+    def __init__(self, encoder: TextEncoder, variants: dict[str, list[str]], classes: list[str]):
+        self.classes = list(classes)
+        flat = [(c, t) for c in classes for t in variants[c]]
+        states, masks = [], []
+        for i in range(0, len(flat), 64):
+            enc = encoder.encode([t for _, t in flat[i:i + 64]])
+            states += list(enc.states.unbind(0))
+            masks += list(enc.mask.unbind(0))
+            if i == 0:
+                self.truncated = []
+            self.truncated += [flat[i + t.index][0] for t in enc.truncated]
+        self.rows: dict[str, list[int]] = {c: [] for c in classes}
+        for j, (c, _) in enumerate(flat):
+            self.rows[c].append(j)
+        L = max(int(m.sum()) for m in masks)
+        D = states[0].shape[-1]
+        self.states = torch.zeros(len(flat), L, D)
+        self.mask = torch.zeros(len(flat), L, dtype=torch.bool)
+        for j, (st, m) in enumerate(zip(states, masks)):
+            n = int(m.sum())
+            self.states[j, :n] = st[:n]
+            self.mask[j, :n] = True
+
+    def get(self, classes: list[str], device, rng=None) -> tuple[torch.Tensor, torch.Tensor]:
+        if rng is None:
+            idx = [self.rows[c][0] for c in classes]
+        else:
+            idx = [self.rows[c][int(torch.randint(len(self.rows[c]), (1,), generator=rng))] for c in classes]
+        idx = torch.tensor(idx)
         mask = self.mask[idx]
         L = int(mask.sum(1).max())
         return self.states[idx, :L].to(device), mask[:, :L].to(device)
@@ -118,13 +165,17 @@ class _TextBank:
 def build_optimizer(model: N3Model, cfg: TrainConfig) -> torch.optim.Optimizer:
     meta = model.meta
     label = meta.label_parameters()
-    rest = [p for p in meta.adaptation_parameters() if p is not meta.mu]
+    dec = list(meta.decoders.parameters()) if meta.decoders is not None else []
+    dec_ids = {id(p) for p in dec}
+    rest = [p for p in meta.adaptation_parameters() if p is not meta.mu and id(p) not in dec_ids]
 
     def split_decay(ps):
         return [p for p in ps if p.dim() >= 2], [p for p in ps if p.dim() < 2]
 
     groups = []
-    for ps, lr, name in ((label, cfg.lr_label, "tokens2label"), (rest, cfg.lr_adapt, "adaptation")):
+    lr_dec = cfg.lr_decoder if cfg.lr_decoder is not None else cfg.lr_adapt
+    for ps, lr, name in ((label, cfg.lr_label, "tokens2label"), (rest, cfg.lr_adapt, "adaptation"),
+                         (dec, lr_dec, "decoders")):
         dec, nodec = split_decay(ps)
         groups.append({"params": dec, "lr": lr, "base_lr": lr, "weight_decay": cfg.weight_decay, "name": name})
         groups.append({"params": nodec, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "name": name + "-nodecay"})
@@ -201,6 +252,16 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
     split = load_split(root, cfg.split)
     images = read_cub(root)
     descriptions = load_descriptions(description_file(root, cfg.descriptions), split["train"] + split["val"])
+    import random as _random
+
+    vrng = _random.Random(cfg.seed)
+    variants = {c: text_variants(descriptions[c], cfg.text_variants if c in split["train"] else 1,
+                                 cfg.sentence_keep, vrng) for c in split["train"] + split["val"]}
+    for extra in cfg.extra_descriptions:
+        more = load_descriptions(description_file(root, extra))
+        for c in split["train"]:
+            if c in more:
+                variants[c] += text_variants(more[c], max(1, cfg.text_variants // 2), cfg.sentence_keep, vrng)
     train_set = images.subset(split["train"])
     val_set = images.subset(split["val"])
     if len(split["train"]) < cfg.k:
@@ -222,7 +283,7 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         model.meta.load_state_dict(matched, strict=False)
         print(f"[n3] initialised {len(matched)}/{len(own)} tensors from {cfg.init_from}", flush=True)
 
-    bank = _TextBank(text_encoder, descriptions, split["train"] + split["val"])
+    bank = _TextBank(text_encoder, variants, split["train"] + split["val"])
     if bank.truncated:
         print(f"[n3] {len(bank.truncated)} descriptions truncated to {model_cfg.text_max_length} tokens", flush=True)
     train_cache = ImageCache(train_set.records, cfg.cache_side, progress=progress)
@@ -273,7 +334,7 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         idx = batches[0]
         cmap = {c: i for i, c in enumerate(classes)}
         y = torch.tensor([cmap[train_set.records[i].label] for i in idx], device=device)
-        states, mask = bank.get(classes, device)
+        states, mask = bank.get(classes, device, gen)
         for g in optim.param_groups:
             g["lr"] = g["base_lr"] * _lr_factor(step, cfg)
         a = model.meta(states, mask)
@@ -342,8 +403,23 @@ def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, c
                progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """fc-only: frozen-backbone features of ``feature_views`` augmented views per train photo
     ``[N, V, F]`` and of each val photo ``[N_val, F]``."""
+    import hashlib
+
+    import numpy as np
+
+    from .imagecache import cache_dir
+
     pre, size = model.backbone.preprocess, model.cfg.image_size
     m = model.backbone_module
+    key = hashlib.sha256(json.dumps([model.backbone.name, model.backbone.weights_source, size, cfg.feature_views,
+                                     cfg.seed, cfg.cache_side, [str(r.path) for r in train_cache.records],
+                                     [str(r.path) for r in val_cache.records]]).encode()).hexdigest()[:16]
+    paths = [cache_dir() / f"features-{key}-{part}.npy" for part in ("train", "val")]
+    if model.backbone.pretrained and all(p.exists() for p in paths):
+        try:
+            return tuple(torch.from_numpy(np.load(p, allow_pickle=False)) for p in paths)
+        except (OSError, ValueError):
+            pass
     gen = torch.Generator().manual_seed(cfg.seed + 12345)
     bs = 64
     tf = torch.empty(len(train_cache), cfg.feature_views, model.cfg.feature_dim)
@@ -358,4 +434,11 @@ def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, c
         for s in range(0, len(val_cache), bs):
             vf.append(m(eval_batch(val_cache.images[s:s + bs], size, pre.mean, pre.std).to(device)).float().cpu())
             pb.update(1)
-    return tf, torch.cat(vf)
+    vf = torch.cat(vf)
+    if model.backbone.pretrained:
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        for p, arr in zip(paths, (tf, vf)):
+            tmp = p.with_suffix(".tmp.npy")
+            np.save(tmp, arr.numpy())
+            tmp.replace(p)
+    return tf, vf

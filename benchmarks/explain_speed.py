@@ -1,0 +1,70 @@
+"""Time one explanation: token evidence plus full and fc-only saliency maps, K = 25.
+
+    .venv/bin/python benchmarks/explain_speed.py [--out benchmarks/results/explain_speed.json]
+
+Uses the shipped checkpoints, the ss0 test classes (All About Birds descriptions) and real
+test photos. Classifiers are synthesized once (as the app does); the timed part is what the
+app does per image: evidence for the prediction and a saliency map from each classifier.
+Reports the median over photos and the machine it ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from n3core.data import description_file, load_descriptions, load_image, load_split, read_cub, resolve_data_root
+from n3core.explain import saliency, shared_scale, token_evidence
+from n3core.synthesize import Synthesizer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "explain_speed.json"))
+    ap.add_argument("--photos", type=int, default=6)
+    ap.add_argument("--method", default="saliency")
+    args = ap.parse_args()
+    root = resolve_data_root(None)
+    classes = load_split(root, "ss0")["test"]
+    desc_all = load_descriptions(description_file(root), classes)
+    desc = {c: desc_all[c] for c in classes}
+    cub = read_cub(root)
+    full = Synthesizer.from_checkpoint(ROOT / "checkpoints" / "n3-effl0-minilm-ss0", device="cpu")
+    fc = Synthesizer.from_checkpoint(ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly", device="cpu",
+                                     backbone=full.backbone, text_encoder=full.text_encoder)
+    t0 = time.perf_counter()
+    clf_full, clf_fc = full.synthesize(desc), fc.synthesize(desc)
+    synth_s = time.perf_counter() - t0
+    images = [load_image(cub.records[cub.indices(c)[0]].path) for c in classes[:args.photos + 1]]
+    token_evidence(full, desc, images[0])                      # warm-up
+    times, parts = [], []
+    for im in images[1:]:
+        t = time.perf_counter()
+        ev = token_evidence(full, desc, im)
+        t1 = time.perf_counter()
+        target = list(desc).index(ev.label)
+        maps = shared_scale(saliency(clf_full, im, target, method=args.method),
+                            saliency(clf_fc, im, target, method=args.method))
+        t2 = time.perf_counter()
+        times.append(t2 - t)
+        parts.append({"evidence_s": t1 - t, "saliency_both_s": t2 - t1})
+    report = {"k": len(desc), "photos": len(times), "saliency_method": args.method,
+              "explain_s_median": statistics.median(times), "explain_s_all": times, "parts": parts,
+              "synthesize_both_s": synth_s, "threads": torch.get_num_threads(),
+              "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
+              "target_s": 5.0}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"explanation (evidence + 2 saliency maps, K={len(desc)}): median {report['explain_s_median']:.2f} s "
+          f"over {len(times)} photos (target < 5 s) → {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Why a synthesized classifier decides what it decides (N3 paper, section 5).
+
+* :func:`token_evidence` — the gradient of the loss for one image w.r.t. the token states of
+  **every** class description (figure 3): top positive evidence from the label's own
+  description; top negative evidence from the other descriptions ranked by
+  (largest token gradient) / (softmax probability of that class). Word pieces are merged
+  into words with character spans in the text a person wrote.
+* :func:`sentence_ablation` — a model-agnostic cross-check: drop each sentence of a
+  description and report the change in that class's probability.
+* :func:`saliency` — pixel saliency with captum (Saliency, IntegratedGradients, SmoothGrad)
+  for the full-adaptation and fc-only classifiers on one shared colour scale (figure 4).
+* :func:`adaptation_norms` — ‖μ·ΔΘ‖₂, ‖Θ‖₂ and their ratio per adapted tensor (figure 6).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions
+
+__all__ = ["Word", "Evidence", "token_evidence", "sentence_ablation", "saliency", "shared_scale",
+           "adaptation_norms", "norms_figure", "heatmap_overlay", "merge_word_pieces"]
+
+
+@dataclass
+class Word:
+    """A word of a description with its evidence score; ``start:end`` indexes the text."""
+
+    text: str
+    score: float
+    cls: str
+    start: int
+    end: int
+
+
+@dataclass
+class Evidence:
+    """Token evidence for one image: the label explained, probabilities, and per-class words."""
+
+    label: str
+    predicted: str
+    probabilities: dict[str, float]
+    positive: list[Word]                         # top words of the label's own description
+    negative: list[Word]                         # top words of the other (top-ranked) descriptions
+    negative_classes: list[tuple[str, float]]    # (class, max-grad / probability), ranked
+    words: dict[str, list[Word]] = field(default_factory=dict)  # every word of every description
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["negative_classes"] = [list(x) for x in self.negative_classes]
+        return d
+
+
+def merge_word_pieces(pieces: list[str], spans: list[tuple[int, int]], scores: torch.Tensor, text: str,
+                      cls: str) -> list[Word]:
+    """WordPiece tokens (``##`` continues a word) → words, each scored by its pieces' maximum.
+    Special tokens (span (0, 0)) are dropped."""
+    words: list[Word] = []
+    for piece, (s, e), sc in zip(pieces, spans, scores.tolist()):
+        if s == e:
+            continue
+        if words and (piece.startswith("##") or s == words[-1].end and text[s - 1:s].isalnum() and
+                      text[s:s + 1].isalnum()):
+            w = words[-1]
+            w.end, w.text, w.score = e, text[w.start:e], max(w.score, sc)
+        else:
+            words.append(Word(text[s:e], float(sc), cls, s, e))
+    return words
+
+
+def _as_batch(clf: SynthesizedClassifier, image) -> torch.Tensor:
+    x = clf.prepare(image)
+    if x.shape[0] != 1:
+        raise ValueError("explain one image at a time")
+    return x
+
+
+def token_evidence(synth: Synthesizer, descriptions: dict[str, str], image, *, label: str | None = None,
+                   top_words: int = 10, top_negative_classes: int = 3) -> Evidence:
+    """Gradient of the loss (w.r.t. ``label``, by default the predicted class) with respect to
+    the token states of every description, for one image (PIL or ``[1, 3, S, S]``)."""
+    descriptions = check_descriptions(descriptions)
+    names = list(descriptions)
+    if label is not None and label not in descriptions:
+        raise ValueError(f"label {label!r} is not one of the classes")
+    enc = synth.encode(descriptions)
+    model = synth.model
+    dev = synth.device
+    states = enc.states.detach().clone().to(dev).requires_grad_(True)
+    x = synth.prepare(image).to(dev)
+    with torch.enable_grad():
+        a = model.meta(states, enc.mask.to(dev))
+        logits = a.classify(model.features(x, a))[0]
+        probs = logits.softmax(-1)
+        pred = int(probs.argmax())
+        target = names.index(label) if label is not None else pred
+        loss = F.cross_entropy(logits[None], torch.tensor([target], device=dev))
+        (grad,) = torch.autograd.grad(loss, states)
+    g = grad.norm(dim=-1).cpu() * enc.mask                              # [K, L]
+    words = {names[k]: merge_word_pieces(enc.pieces[k], enc.spans[k], g[k, :len(enc.pieces[k])],
+                                         enc.texts[k], names[k]) for k in range(len(names))}
+    p = probs.detach().cpu()
+    lab = names[target]
+    positive = sorted(words[lab], key=lambda w: -w.score)[:top_words]
+    ratio = [(names[k], float(g[k].max() / p[k].clamp_min(1e-12))) for k in range(len(names)) if k != target]
+    ratio.sort(key=lambda t: -t[1])
+    chosen = ratio[:top_negative_classes]
+    negative = sorted((w for c, _ in chosen for w in words[c]), key=lambda w: -w.score)[:top_words]
+    return Evidence(label=lab, predicted=names[pred], probabilities={n: float(p[i]) for i, n in enumerate(names)},
+                    positive=positive, negative=negative, negative_classes=ratio, words=words)
+
+
+@torch.no_grad()
+def sentence_ablation(synth: Synthesizer, descriptions: dict[str, str], image, cls: str) -> list[dict]:
+    """For each sentence of ``descriptions[cls]``: the probability of ``cls`` for the image with
+    that sentence removed, and the change from the full description (negative: the sentence
+    argued for the class)."""
+    from .train import split_sentences
+
+    descriptions = check_descriptions(descriptions)
+    sents = split_sentences(descriptions[cls])
+    base = synth.synthesize(descriptions)
+    x = base.prepare(image)
+    k = list(descriptions).index(cls)
+    p0 = float(base.predict(x)[0, k])
+    out = []
+    for i, s in enumerate(sents):
+        rest = " ".join(t for j, t in enumerate(sents) if j != i)
+        if not rest.strip():
+            out.append({"sentence": s, "index": i, "probability": None, "delta": None})
+            continue
+        clf = synth.synthesize({**descriptions, cls: rest})
+        p = float(clf.predict(x)[0, k])
+        out.append({"sentence": s, "index": i, "probability": p, "delta": p - p0})
+    return out
+
+
+def saliency(clf: SynthesizedClassifier, image, target: int | None = None, method: str = "saliency",
+             steps: int = 24, samples: int = 8, noise: float = 0.1) -> torch.Tensor:
+    """Pixel saliency ``[H, W]`` (non-negative) of ``clf`` for one image and class ``target``
+    (default: its prediction). ``method``: ``saliency``, ``integrated_gradients`` or
+    ``smoothgrad`` (Saliency through captum's NoiseTunnel)."""
+    from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+
+    x = _as_batch(clf, image).to(clf.device).requires_grad_(True)
+    if target is None:
+        with torch.no_grad():
+            target = int(clf(x).argmax())
+    with torch.enable_grad():
+        if method == "saliency":
+            attr = Saliency(clf).attribute(x, target=target, abs=True)
+        elif method == "integrated_gradients":
+            attr = IntegratedGradients(clf).attribute(x, baselines=torch.zeros_like(x), target=target,
+                                                      n_steps=steps, internal_batch_size=steps).abs()
+        elif method == "smoothgrad":
+            attr = NoiseTunnel(Saliency(clf)).attribute(x, nt_type="smoothgrad", nt_samples=samples,
+                                                        nt_samples_batch_size=samples, stdevs=noise, target=target,
+                                                        abs=True)
+        else:
+            raise ValueError(f"unknown saliency method {method!r}")
+    return attr.detach()[0].abs().amax(0).cpu()
+
+
+def shared_scale(*maps: torch.Tensor, percentile: float = 99.0) -> list[torch.Tensor]:
+    """Scale several saliency maps by one common value (the ``percentile`` of all of them),
+    clipped to [0, 1], so their colours compare."""
+    allv = torch.cat([m.flatten() for m in maps])
+    hi = float(torch.quantile(allv.float(), percentile / 100.0)) or float(allv.max()) or 1.0
+    return [(m / hi).clamp(0, 1) for m in maps]
+
+
+def heatmap_overlay(image_rgb: torch.Tensor, heat: torch.Tensor, alpha: float = 0.55):
+    """RGB ``[3, H, W]`` in [0, 1] and a heat map ``[H, W]`` in [0, 1] → a PIL image."""
+    import numpy as np
+    from PIL import Image
+
+    h = heat.clamp(0, 1).numpy()
+    # a perceptual 'inferno'-like ramp without matplotlib: black → red → yellow → white
+    r = np.clip(h * 3, 0, 1)
+    g = np.clip(h * 3 - 1, 0, 1)
+    b = np.clip(h * 3 - 2, 0, 1)
+    colour = np.stack([r, g, b])
+    base = image_rgb.clamp(0, 1).numpy()
+    out = (1 - alpha * h) * base + alpha * h * colour
+    return Image.fromarray((out.transpose(1, 2, 0) * 255).astype("uint8"))
+
+
+@torch.no_grad()
+def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str]) -> list[dict]:
+    """Per adapted tensor, in network order: ``{"name", "kind", "delta_norm" = ‖μ·ΔΘ‖₂,
+    "theta_norm" = ‖Θ‖₂, "ratio"}``. Empty for an fc-only model."""
+    a = synth.adaptation(descriptions)
+    theta = synth.model.theta()
+    kinds = {t.name: t.kind for t in synth.backbone.tensors}
+    rows = []
+    for t in synth.backbone.tensors:
+        if t.name not in a.delta:
+            continue
+        dn = float((a.mu * a.delta[t.name]).norm())
+        tn = float(theta[t.name].norm())
+        rows.append({"name": t.name, "kind": kinds[t.name], "delta_norm": dn, "theta_norm": tn,
+                     "ratio": dn / tn if tn else float("inf")})
+    return rows
+
+
+def norms_figure(rows: list[dict], title: str = "Adaptation per layer"):
+    """A plotly figure like the paper's figure 6: ‖μ·ΔΘ‖ and ‖Θ‖ per tensor (log scale), and
+    their ratio."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = [r["name"] for r in rows]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=("norms (log scale)", "‖μ·ΔΘ‖ / ‖Θ‖"))
+    fig.add_trace(go.Scatter(x=names, y=[r["theta_norm"] for r in rows], name="‖Θ‖ pretrained", mode="lines+markers"), 1, 1)
+    fig.add_trace(go.Scatter(x=names, y=[r["delta_norm"] for r in rows], name="‖μ·ΔΘ‖ adaptation", mode="lines+markers"), 1, 1)
+    fig.add_trace(go.Bar(x=names, y=[r["ratio"] for r in rows], name="ratio", marker_color="#d62728"), 2, 1)
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_layout(title=title, height=600, legend=dict(orientation="h"), xaxis2=dict(showticklabels=False))
+    return fig

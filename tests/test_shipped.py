@@ -1,0 +1,90 @@
+"""The shipped checkpoints: they load, classify unseen ss0 test photos far above chance,
+reproduce their evaluation reports, and explain with their own descriptions."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from n3core.data import description_file, load_descriptions, load_image, load_split
+from n3core.evaluate import evaluate_protocol, per_class_accuracy
+from n3core.synthesize import Synthesizer
+from tests.conftest import ROOT
+
+FULL = ROOT / "checkpoints" / "n3-effl0-minilm-ss0"
+FCONLY = ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly"
+
+
+@pytest.fixture(scope="module")
+def synths(lite0, text_encoder):
+    return {"full": Synthesizer.from_checkpoint(FULL, backbone=lite0, text_encoder=text_encoder, device="cpu"),
+            "fc-only": Synthesizer.from_checkpoint(FCONLY, backbone=lite0, text_encoder=text_encoder, device="cpu")}
+
+
+@pytest.fixture(scope="module")
+def ss0_test(cub, data_root):
+    classes = load_split(data_root, "ss0")["test"]
+    desc = load_descriptions(description_file(data_root), classes)
+    return classes, {c: desc[c] for c in classes}
+
+
+def test_checkpoints_are_what_the_card_says(synths):
+    assert synths["full"].config.mode == "full" and synths["fc-only"].config.mode == "fc-only"
+    for d in (FULL, FCONLY):
+        info = json.loads((d / "checkpoint.json").read_text())
+        assert info["split"]["name"] == "ss0"
+        assert not set(info["split"]["test"]) & set(info["split"]["train"])
+        assert sum(p.stat().st_size for p in d.iterdir()) < 50e6
+    assert synths["full"].model.meta.mu.item() != pytest.approx(1e-3), "μ was trained"
+
+
+def test_unseen_test_photos_far_above_chance(synths, cub, ss0_test):
+    classes, desc = ss0_test
+    rng = random.Random(0)
+    recs = [cub.records[i] for c in classes for i in rng.sample(cub.indices(c), 4)]
+    images = [load_image(r.path) for r in recs]
+    labels = torch.tensor([classes.index(r.label) for r in recs])
+    for mode, synth in synths.items():
+        clf = synth.synthesize(desc)
+        acc = per_class_accuracy(clf.predict(images).log(), labels, len(classes))
+        assert acc["top1"] > 3 * (1 / 25), (mode, acc["top1"])      # chance is 4%
+        assert acc["top5"] > 0.35, (mode, acc["top5"])
+
+
+@pytest.mark.parametrize("which", ["full", "fc-only"])
+def test_evaluate_reproduces_the_report(which, synths, cub, ss0_test):
+    """The first class order of the protocol is the split's own order: re-running it gives the
+    committed report's first number exactly."""
+    classes, desc = ss0_test
+    d = FULL if which == "full" else FCONLY
+    report = json.loads((d / "eval-ss0-test.json").read_text())
+    again = evaluate_protocol(synths[which], desc, cub.subset(classes), permutations=1, progress=False)
+    assert again["per_class_top1"]["all"][0] == pytest.approx(report["per_class_top1"]["all"][0], abs=1e-6)
+    assert again["images"] == report["images"] == len(cub.subset(classes))
+
+
+def test_positive_evidence_comes_from_the_own_description(synths, cub, ss0_test):
+    from n3core.explain import token_evidence
+
+    classes, desc = ss0_test
+    synth = synths["full"]
+    clf = synth.synthesize(desc)
+    found = 0
+    for c in classes:
+        for i in cub.indices(c)[:3]:
+            im = load_image(cub.records[i].path)
+            if clf.class_names[int(clf.predict(im).argmax())] != c:
+                continue
+            ev = token_evidence(synth, desc, im)
+            assert ev.label == ev.predicted == c
+            assert ev.positive and all(w.cls == c for w in ev.positive)
+            for w in ev.positive:
+                assert desc[c][w.start:w.end] == w.text
+            assert all(w.cls != c for w in ev.negative)
+            found += 1
+            break
+        if found >= 2:
+            break
+    assert found >= 2, "at least two correctly classified test photos were explained"
