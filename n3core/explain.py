@@ -103,11 +103,14 @@ def token_evidence(synth: Synthesizer, descriptions: dict[str, str], image, *, l
                                          enc.texts[k], names[k]) for k in range(len(names))}
     p = probs.detach().cpu()
     lab = names[target]
-    positive = sorted(words[lab], key=lambda w: -w.score)[:top_words]
+    def wordlike(w: Word) -> bool:       # punctuation stays in `words` (for colouring), not in the lists
+        return any(ch.isalnum() for ch in w.text)
+
+    positive = sorted(filter(wordlike, words[lab]), key=lambda w: -w.score)[:top_words]
     ratio = [(names[k], float(g[k].max() / p[k].clamp_min(1e-12))) for k in range(len(names)) if k != target]
     ratio.sort(key=lambda t: -t[1])
     chosen = ratio[:top_negative_classes]
-    negative = sorted((w for c, _ in chosen for w in words[c]), key=lambda w: -w.score)[:top_words]
+    negative = sorted((w for c, _ in chosen for w in words[c] if wordlike(w)), key=lambda w: -w.score)[:top_words]
     return Evidence(label=lab, predicted=names[pred], probabilities={n: float(p[i]) for i, n in enumerate(names)},
                     positive=positive, negative=negative, negative_classes=ratio, words=words)
 
