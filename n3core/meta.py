@@ -75,11 +75,15 @@ class N3Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "N3Config":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "config")
+
+
+def config_from_dict(cls, d: dict, what: str):
+    """Build dataclass ``cls`` from ``d``, refusing keys it does not know (typos fail loudly)."""
+    unknown = set(d) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {', '.join(sorted(unknown))}")
+    return cls(**d)
 
 
 @dataclass

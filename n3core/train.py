@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,7 +31,7 @@ from .backbones import create_backbone
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import DataError, EpisodeSampler, description_file, load_descriptions, load_split, read_cub, resolve_data_root
 from .imagecache import ImageCache, augment_batch, eval_batch
-from .meta import N3Config, N3Model
+from .meta import N3Config, N3Model, config_from_dict
 from .text import TextEncoder
 
 log = logging.getLogger("n3core.train")
@@ -70,11 +70,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown train config keys: {', '.join(sorted(unknown))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "train config")
 
 
 def load_config_file(path: str | Path) -> tuple[dict, dict]:
