@@ -3,7 +3,7 @@
 glibc returns every large freed block to the OS and maps it again on the next allocation;
 PyTorch's CPU kernels allocate large activation buffers on every call, so the kernel spends
 most of its time zeroing fresh pages (measured here: a Lite0 forward of 64 images at 160 px
-took 1.19 s with the defaults and 0.41 s with these settings; see docs). Keeping freed memory
+took 1.25 s with the defaults and 0.45 s with these settings: benchmarks/malloc_tuning.py). Keeping freed memory
 in the heap removes that. Set ``N3_NO_MALLOC_TUNING=1`` to leave malloc alone.
 """
 from __future__ import annotations
