@@ -52,7 +52,7 @@ def main() -> None:
     ps_rows = []
     labels = {"ss0-full-on-ps-test": ("shipped full (trained on ss0)", "seen-class: 17/25 ps test classes are ss0 train classes"),
               "ss0-fconly-on-ps-test": ("shipped fc-only (trained on ss0)", "seen-class: 17/25 ps test classes are ss0 train classes"),
-              "ps-full-on-ps-test": ("full, trained on ps train classes (600-step full stage)", "zero-shot"),
+              "ps-full-on-ps-test": ("full, trained on ps train classes (earlier recipe `recipe-full-v0.json`, 600 steps)", "zero-shot"),
               "ps-fconly-on-ps-test": ("fc-only, trained on ps train classes", "zero-shot")}
     for key, (what, kind) in labels.items():
         p = ROOT / "benchmarks" / "results" / f"{key}.json"
