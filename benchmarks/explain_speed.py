@@ -10,7 +10,6 @@ Reports the median over photos and the machine it ran on.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from n3core.data import description_file, load_descriptions, load_image, load_split, read_cub, resolve_data_root
+from n3core.evaluate import write_report
 from n3core.explain import saliency, shared_scale, token_evidence
 from n3core.synthesize import Synthesizer
 
@@ -50,7 +50,7 @@ def main() -> None:
         ev = token_evidence(full, desc, im)
         t1 = time.perf_counter()
         target = list(desc).index(ev.label)
-        maps = shared_scale(saliency(clf_full, im, target, method=args.method),
+        shared_scale(saliency(clf_full, im, target, method=args.method),
                             saliency(clf_fc, im, target, method=args.method))
         t2 = time.perf_counter()
         times.append(t2 - t)
@@ -60,8 +60,7 @@ def main() -> None:
               "synthesize_both_s": synth_s, "threads": torch.get_num_threads(),
               "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
               "target_s": 5.0}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(report, args.out)
     print(f"explanation (evidence + 2 saliency maps, K={len(desc)}): median {report['explain_s_median']:.2f} s "
           f"over {len(times)} photos (target < 5 s) → {args.out}")
 

@@ -8,12 +8,12 @@ written out: every photo of 8 CUB classes, ImageNet head kept, eval preprocessin
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from n3core.backbones import create_backbone, imagenet_class_names
+from n3core.evaluate import write_report
 from n3core.data import load_image, read_cub, resolve_data_root
 
 KNOWN = {"047.American_Goldfinch": "goldfinch", "048.European_Goldfinch": "goldfinch",
@@ -39,8 +39,7 @@ def main() -> None:
         hits5, hits1, total = hits5 + h5, hits1 + h1, total + len(recs)
     report = {"photos": total, "top5": hits5 / total, "top1": hits1 / total, "per_class": per,
               "weights": bb.weights_source.split("/")[-1], "input": "224 px, resize 256 bicubic, centre crop, mean=std=0.5"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=1))
+    write_report(report, args.out)
     print(f"ImageNet class in top-5 for {hits5}/{total} photos ({100 * hits5 / total:.1f}%), top-1 {100 * hits1 / total:.1f}%")
 
 

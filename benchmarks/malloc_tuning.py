@@ -8,12 +8,13 @@ forward passes of 64 images at 160 px, after one warm-up, is reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from n3core.evaluate import write_report
 
 CHILD = """
 import statistics, time, torch, n3core
@@ -46,8 +47,7 @@ def main() -> None:
     assert t_tuned and not d_tuned
     rep = {"forward_64x160_s": {"glibc_default": default_s, "n3core_tuned": tuned_s},
            "speedup": default_s / tuned_s, "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rep, indent=1))
+    write_report(rep, args.out)
     print(f"Lite0 forward, 64 images at 160 px: {default_s:.2f} s with glibc defaults, {tuned_s:.2f} s tuned "
           f"({rep['speedup']:.1f}x)")
 

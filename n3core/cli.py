@@ -97,8 +97,9 @@ def _explain(args) -> int:
     clf = full.synthesize(descriptions)
     target = list(descriptions).index(ev.label)
     maps = {"full": saliency(clf, image, target, method=args.saliency)}
-    if fc is not None:
-        maps["fc-only"] = saliency(fc.synthesize(descriptions), image, target, method=args.saliency)
+    fc_clf = fc.synthesize(descriptions) if fc is not None else None
+    if fc_clf is not None:
+        maps["fc-only"] = saliency(fc_clf, image, target, method=args.saliency)
     scaled = dict(zip(maps, shared_scale(*maps.values())))
     rgb = full.backbone.preprocess.denormalize(clf.prepare(image)[0])
     for name, m in scaled.items():
@@ -108,8 +109,8 @@ def _explain(args) -> int:
         norms_figure(rows).write_html(out / "adaptation-norms.html", include_plotlyjs=True)
     report = {
         "image": str(args.image), "label": ev.label, "predicted": ev.predicted, "probabilities": ev.probabilities,
-        "fc_only_predicted": (list(descriptions)[int(fc.synthesize(descriptions).predict(image).argmax())]
-                              if fc is not None else None),
+        "fc_only_predicted": (fc_clf.class_names[int(fc_clf.predict(image).argmax())]
+                              if fc_clf is not None else None),
         "positive_evidence": [w.__dict__ for w in ev.positive],
         "negative_evidence": [w.__dict__ for w in ev.negative],
         "negative_classes": ev.negative_classes,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "DataError", "ImageError", "ImageRecord", "ImageSet", "EpisodeSampler", "ImageDataset",

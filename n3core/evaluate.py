@@ -61,13 +61,14 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, perm
         idx = {c: i for i, c in enumerate(order)}
         labels = torch.tensor([idx[r.label] for r in cache.records])
         with torch.no_grad():
-            if clf.info.get("mode") == "fc-only" and shared_features is not None:
-                feats = shared_features           # the backbone is Θ for every class order
+            fc_only = clf.info.get("mode") == "fc-only"   # the backbone is Θ for every class order
+            if fc_only and shared_features is not None:
+                feats = shared_features
             else:
                 feats = torch.cat([clf.backbone(eval_batch(cache.images[s:s + batch_size], size, pre.mean, pre.std)
                                                 .to(clf.device)).float().cpu()
                                    for s in range(0, len(cache), batch_size)])
-                if clf.info.get("mode") == "fc-only":
+                if fc_only:
                     shared_features = feats
             logits = clf.head(feats.to(clf.device)).float().cpu()
         res = per_class_accuracy(logits, labels, len(order))

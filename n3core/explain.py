@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions
+from .text import split_sentences
 
 __all__ = ["Word", "Evidence", "token_evidence", "sentence_ablation", "saliency", "shared_scale",
            "adaptation_norms", "norms_figure", "heatmap_overlay", "merge_word_pieces"]
@@ -120,8 +121,6 @@ def sentence_ablation(synth: Synthesizer, descriptions: dict[str, str], image, c
     """For each sentence of ``descriptions[cls]``: the probability of ``cls`` for the image with
     that sentence removed, and the change from the full description (negative: the sentence
     argued for the class)."""
-    from .train import split_sentences
-
     descriptions = check_descriptions(descriptions)
     sents = split_sentences(descriptions[cls])
     base = synth.synthesize(descriptions)

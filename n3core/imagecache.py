@@ -19,11 +19,19 @@ from tqdm.auto import tqdm
 
 from .data import ImageRecord, load_image
 
-__all__ = ["ImageCache", "cache_dir"]
+__all__ = ["ImageCache", "cache_dir", "save_array"]
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("N3_CACHE", Path.home() / ".cache" / "n3"))
+
+
+def save_array(path: Path, arr: np.ndarray) -> None:
+    """Write ``arr`` to ``path`` (.npy) atomically: a temporary file, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
 
 
 class ImageCache:
@@ -49,10 +57,7 @@ class ImageCache:
                 im = load_image(r.path, bbox=r.bbox).resize((side, side), resample=3)
                 arr[i] = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
             if use_disk:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-                np.save(tmp, arr)
-                os.replace(tmp, path)
+                save_array(path, arr)
         self.images = torch.from_numpy(arr)
 
     def __len__(self) -> int:

@@ -132,8 +132,7 @@ class SynthesizedClassifier(nn.Module):
         ``n3.json`` holds the class names and preprocessing (mean, std, image size)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        model = _Exportable(copy.deepcopy(self.backbone).cpu(), copy.deepcopy(self.fc).cpu(), self.cosine,
-                            self.center.detach().cpu().clone()).eval()
+        model = copy.deepcopy(self).cpu().eval()
         example = torch.zeros(1, 3, self.image_size, self.image_size)
         import warnings
 
@@ -148,19 +147,6 @@ class SynthesizedClassifier(nn.Module):
         torch.jit.save(traced, str(tmp), _extra_files={"n3.json": json.dumps(meta)})
         tmp.replace(path)
         return path
-
-
-class _Exportable(nn.Module):
-    def __init__(self, backbone, fc, cosine: bool, center: torch.Tensor):
-        super().__init__()
-        self.backbone, self.fc, self.cosine = backbone, fc, cosine
-        self.register_buffer("center", center)
-
-    def forward(self, x):
-        f = self.backbone(x) - self.center
-        if self.cosine:
-            f = F.normalize(f, dim=-1)
-        return self.fc(f)
 
 
 class Synthesizer:

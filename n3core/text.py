@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["EncodedTexts", "TextEncoder", "TextEncoderError", "Truncation", "default_text_model_path"]
+__all__ = ["EncodedTexts", "TextEncoder", "TextEncoderError", "Truncation", "default_text_model_path",
+           "split_sentences"]
 
 MAX_SUPPORTED_LENGTH = 512
 
@@ -190,6 +192,12 @@ class TextEncoder(nn.Module):
         return EncodedTexts(texts=list(texts), input_ids=ids.to(dev), mask=mask.to(dev), states=states,
                             pieces=[list(e.pieces) for e in entries], spans=[list(e.spans) for e in entries],
                             truncated=trunc, n_tokens=[e.n_full for e in entries])
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a description into sentences (also at ';' and at list-joined phrases)."""
+    parts = [p.strip() for p in re.split(r"(?<=[.!?;])\s+", text) if p.strip()]
+    return parts or [text]
 
 
 def _check_text(t, i: int) -> str:

@@ -16,13 +16,16 @@ uninterrupted run would.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -30,9 +33,9 @@ from tqdm.auto import tqdm
 from .backbones import create_backbone
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import DataError, EpisodeSampler, description_file, load_descriptions, load_split, read_cub, resolve_data_root
-from .imagecache import ImageCache, augment_batch, eval_batch
+from .imagecache import ImageCache, augment_batch, cache_dir, eval_batch, save_array
 from .meta import N3Config, N3Model, config_from_dict
-from .text import TextEncoder
+from .text import TextEncoder, split_sentences
 
 log = logging.getLogger("n3core.train")
 
@@ -99,14 +102,6 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split a description into sentences (also at ';' and at list-joined phrases)."""
-    import re
-
-    parts = [p.strip() for p in re.split(r"(?<=[.!?;])\s+", text) if p.strip()]
-    return parts or [text]
-
-
 def text_variants(text: str, n: int, keep: float, rng) -> list[str]:
     """``text`` plus ``n - 1`` copies with each sentence dropped with probability ``1 - keep``
     (at least one sentence kept, order preserved): text augmentation for training."""
@@ -125,27 +120,21 @@ class _TextBank:
     ``get(classes, rng)`` picks a random variant per class (training)."""
 
     def __init__(self, encoder: TextEncoder, variants: dict[str, list[str]], classes: list[str]):
-        self.classes = list(classes)
         flat = [(c, t) for c in classes for t in variants[c]]
-        states, masks = [], []
-        for i in range(0, len(flat), 64):
-            enc = encoder.encode([t for _, t in flat[i:i + 64]])
-            states += list(enc.states.unbind(0))
-            masks += list(enc.mask.unbind(0))
-            if i == 0:
-                self.truncated = []
-            self.truncated += [flat[i + t.index][0] for t in enc.truncated]
         self.rows: dict[str, list[int]] = {c: [] for c in classes}
         for j, (c, _) in enumerate(flat):
             self.rows[c].append(j)
-        L = max(int(m.sum()) for m in masks)
-        D = states[0].shape[-1]
-        self.states = torch.zeros(len(flat), L, D)
-        self.mask = torch.zeros(len(flat), L, dtype=torch.bool)
-        for j, (st, m) in enumerate(zip(states, masks)):
-            n = int(m.sum())
-            self.states[j, :n] = st[:n]
-            self.mask[j, :n] = True
+        tokens, self.truncated = [], []                  # tokens[j]: [n_j, D] real-token states of text j
+        for i in range(0, len(flat), 64):                # chunks bound the encoder's padded batch
+            enc = encoder.encode([t for _, t in flat[i:i + 64]])
+            tokens += [st[m] for st, m in zip(enc.states, enc.mask)]
+            self.truncated += [flat[i + t.index][0] for t in enc.truncated]
+        L = max(len(t) for t in tokens)
+        self.states = torch.zeros(len(tokens), L, tokens[0].shape[-1])
+        self.mask = torch.zeros(len(tokens), L, dtype=torch.bool)
+        for j, t in enumerate(tokens):
+            self.states[j, :len(t)] = t
+            self.mask[j, :len(t)] = True
 
     def get(self, classes: list[str], device, rng=None) -> tuple[torch.Tensor, torch.Tensor]:
         if rng is None:
@@ -161,8 +150,8 @@ class _TextBank:
 def build_optimizer(model: N3Model, cfg: TrainConfig) -> torch.optim.Optimizer:
     meta = model.meta
     label = meta.label_parameters()
-    dec = list(meta.decoders.parameters()) if meta.decoders is not None else []
-    dec_ids = {id(p) for p in dec}
+    decoders = list(meta.decoders.parameters()) if meta.decoders is not None else []
+    dec_ids = {id(p) for p in decoders}
     rest = [p for p in meta.adaptation_parameters() if p is not meta.mu and id(p) not in dec_ids]
 
     def split_decay(ps):
@@ -171,7 +160,7 @@ def build_optimizer(model: N3Model, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = []
     lr_dec = cfg.lr_decoder if cfg.lr_decoder is not None else cfg.lr_adapt
     for ps, lr, name in ((label, cfg.lr_label, "tokens2label"), (rest, cfg.lr_adapt, "adaptation"),
-                         (dec, lr_dec, "decoders")):
+                         (decoders, lr_dec, "decoders")):
         dec, nodec = split_decay(ps)
         groups.append({"params": dec, "lr": lr, "base_lr": lr, "weight_decay": cfg.weight_decay, "name": name})
         groups.append({"params": nodec, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "name": name + "-nodecay"})
@@ -248,9 +237,7 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
     split = load_split(root, cfg.split)
     images = read_cub(root)
     descriptions = load_descriptions(description_file(root, cfg.descriptions), split["train"] + split["val"])
-    import random as _random
-
-    vrng = _random.Random(cfg.seed)
+    vrng = random.Random(cfg.seed)
     variants = {c: text_variants(descriptions[c], cfg.text_variants if c in split["train"] else 1,
                                  cfg.sentence_keep, vrng) for c in split["train"] + split["val"]}
     for extra in cfg.extra_descriptions:
@@ -285,7 +272,6 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
     train_cache = ImageCache(train_set.records, cfg.cache_side, progress=progress)
     val_cache = ImageCache(val_set.records, cfg.cache_side, progress=progress)
     sampler = EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed)
-    pos = {id(r): i for i, r in enumerate(train_set.records)}
     pre = backbone.preprocess
 
     fc_only = model_cfg.mode == "fc-only"
@@ -399,12 +385,6 @@ def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, c
                progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """fc-only: frozen-backbone features of ``feature_views`` augmented views per train photo
     ``[N, V, F]`` and of each val photo ``[N_val, F]``."""
-    import hashlib
-
-    import numpy as np
-
-    from .imagecache import cache_dir
-
     pre, size = model.backbone.preprocess, model.cfg.image_size
     m = model.backbone_module
     key = hashlib.sha256(json.dumps([model.backbone.name, model.backbone.weights_source, size, cfg.feature_views,
@@ -432,9 +412,6 @@ def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, c
             pb.update(1)
     vf = torch.cat(vf)
     if model.backbone.pretrained:
-        paths[0].parent.mkdir(parents=True, exist_ok=True)
         for p, arr in zip(paths, (tf, vf)):
-            tmp = p.with_suffix(".tmp.npy")
-            np.save(tmp, arr.numpy())
-            tmp.replace(p)
+            save_array(p, arr.numpy())
     return tf, vf

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from n3core.meta import Adaptation, N3Config, N3MetaModel, N3Model, SynthesisError
-from tests.conftest import make_tiny_backbone, tiny_config
+from tests.conftest import tiny_config
 
 
 def _inputs(K=4, L=7, D=12, seed=0):
