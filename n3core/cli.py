@@ -81,8 +81,8 @@ def _synthesize(args) -> int:
 
 def _explain(args) -> int:
     from .data import load_descriptions, load_image
-    from .explain import (adaptation_norms, heatmap_overlay, norms_figure, saliency, sentence_ablation,
-                          shared_scale, token_evidence)
+    from .explain import adaptation_norms, saliency_overlays, sentence_ablation, token_evidence
+    from .figures import norms_figure
     from .synthesize import Synthesizer
 
     out = Path(args.out)
@@ -96,14 +96,13 @@ def _explain(args) -> int:
     ev = token_evidence(full, descriptions, image, label=args.label)
     clf = full.synthesize(descriptions)
     target = list(descriptions).index(ev.label)
-    maps = {"full": saliency(clf, image, target, method=args.saliency)}
-    fc_clf = fc.synthesize(descriptions) if fc is not None else None
+    classifiers = {"full": clf}
+    fc_clf = fc.synthesize(descriptions, mode="fc-only") if fc is not None else None
     if fc_clf is not None:
-        maps["fc-only"] = saliency(fc_clf, image, target, method=args.saliency)
-    scaled = dict(zip(maps, shared_scale(*maps.values())))
-    rgb = full.backbone.preprocess.denormalize(clf.prepare(image)[0])
-    for name, m in scaled.items():
-        heatmap_overlay(rgb, m).save(out / f"saliency-{name}.png")
+        classifiers["fc-only"] = fc_clf
+    overlays = saliency_overlays(classifiers, image, target, method=args.saliency)
+    for name, overlay in overlays.items():
+        overlay.save(out / f"saliency-{name}.png")
     rows = adaptation_norms(full, descriptions)
     if rows:
         norms_figure(rows).write_html(out / "adaptation-norms.html", include_plotlyjs=True)
@@ -116,7 +115,7 @@ def _explain(args) -> int:
         "negative_classes": ev.negative_classes,
         "sentence_ablation": sentence_ablation(full, descriptions, image, ev.label),
         "adaptation_norms": rows, "saliency_method": args.saliency,
-        "saliency_maps": [f"saliency-{n}.png" for n in scaled],
+        "saliency_maps": [f"saliency-{n}.png" for n in overlays],
     }
     (out / "explanation.json").write_text(json.dumps(report, indent=1))
     pos = ", ".join(w.text for w in ev.positive[:5])

@@ -18,11 +18,22 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .figures import norms_figure  # noqa: F401  (re-exported: figure 6 lives with the other figures)
 from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions
 from .text import split_sentences
 
 __all__ = ["Word", "Evidence", "token_evidence", "sentence_ablation", "saliency", "shared_scale",
-           "adaptation_norms", "norms_figure", "heatmap_overlay", "merge_word_pieces"]
+           "adaptation_norms", "norms_figure", "heatmap_overlay", "merge_word_pieces", "model_rgb",
+           "saliency_overlays"]
+
+
+# Function words carry large gradients (attention sinks) but no visual meaning; they are
+# coloured in the text but left out of the evidence lists.
+STOPWORDS = frozenset("""a an the and or but nor of in on at to from by with without for as is are was were be been
+being it its it's this that these those there their they them he she his her him its has have had do does did
+than then so very also often usually mostly some any each all both either neither not no into onto over under
+up down out off about above below between through during while when where which who whom whose what can may
+might will would shall should could one two""".split())
 
 
 @dataclass
@@ -104,8 +115,8 @@ def token_evidence(synth: Synthesizer, descriptions: dict[str, str], image, *, l
                                          enc.texts[k], names[k]) for k in range(len(names))}
     p = probs.detach().cpu()
     lab = names[target]
-    def wordlike(w: Word) -> bool:       # punctuation stays in `words` (for colouring), not in the lists
-        return any(ch.isalnum() for ch in w.text)
+    def wordlike(w: Word) -> bool:       # punctuation and stop words stay in `words` (for colouring),
+        return any(ch.isalnum() for ch in w.text) and w.text.casefold() not in STOPWORDS  # not in the lists
 
     positive = sorted(filter(wordlike, words[lab]), key=lambda w: -w.score)[:top_words]
     ratio = [(names[k], float(g[k].max() / p[k].clamp_min(1e-12))) for k in range(len(names)) if k != target]
@@ -189,6 +200,27 @@ def heatmap_overlay(image_rgb: torch.Tensor, heat: torch.Tensor, alpha: float = 
     return Image.fromarray((out.transpose(1, 2, 0) * 255).astype("uint8"))
 
 
+def model_rgb(clf: SynthesizedClassifier, image) -> torch.Tensor:
+    """The image as the model sees it (resized, centre-cropped), RGB ``[3, S, S]`` in [0, 1]."""
+    x = _as_batch(clf, image)[0]
+    mean = torch.tensor(clf.preprocess["mean"]).view(3, 1, 1)
+    std = torch.tensor(clf.preprocess["std"]).view(3, 1, 1)
+    return (x.cpu() * std + mean).clamp(0, 1)
+
+
+def saliency_overlays(classifiers: dict, image, target: int | None = None, method: str = "saliency") -> dict:
+    """Saliency of several classifiers (e.g. ``{"full": clf, "fc-only": clf2}``) for one image
+    and one class (default: the first classifier's prediction), on one shared colour scale.
+    Returns ``{name: PIL overlay}``."""
+    first = next(iter(classifiers.values()))
+    if target is None:
+        with torch.no_grad():
+            target = int(first(_as_batch(first, image).to(first.device)).argmax())
+    maps = {name: saliency(clf, image, target, method=method) for name, clf in classifiers.items()}
+    rgb = model_rgb(first, image)
+    return {name: heatmap_overlay(rgb, m) for name, m in zip(maps, shared_scale(*maps.values()))}
+
+
 @torch.no_grad()
 def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str]) -> list[dict]:
     """Per adapted tensor, in network order: ``{"name", "kind", "delta_norm" = ‖μ·ΔΘ‖₂,
@@ -205,20 +237,3 @@ def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str]) -> list[d
         rows.append({"name": t.name, "kind": kinds[t.name], "delta_norm": dn, "theta_norm": tn,
                      "ratio": dn / tn if tn else float("inf")})
     return rows
-
-
-def norms_figure(rows: list[dict], title: str = "Adaptation per layer"):
-    """A plotly figure like the paper's figure 6: ‖μ·ΔΘ‖ and ‖Θ‖ per tensor (log scale), and
-    their ratio."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    names = [r["name"] for r in rows]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                        subplot_titles=("norms (log scale)", "‖μ·ΔΘ‖ / ‖Θ‖"))
-    fig.add_trace(go.Scatter(x=names, y=[r["theta_norm"] for r in rows], name="‖Θ‖ pretrained", mode="lines+markers"), 1, 1)
-    fig.add_trace(go.Scatter(x=names, y=[r["delta_norm"] for r in rows], name="‖μ·ΔΘ‖ adaptation", mode="lines+markers"), 1, 1)
-    fig.add_trace(go.Bar(x=names, y=[r["ratio"] for r in rows], name="ratio", marker_color="#d62728"), 2, 1)
-    fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_layout(title=title, height=600, legend=dict(orientation="h"), xaxis2=dict(showticklabels=False))
-    return fig

@@ -1,0 +1,208 @@
+"""The app's widget logic with Streamlit's AppTest and the real shipped models: the demo on
+start, editing, adding/removing/renaming classes, uploads of every awkward kind, import and
+export, batch evaluation and the explanation views. Each test is a fresh browser session."""
+from __future__ import annotations
+
+import html
+import io
+import re
+import json
+import zipfile
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from bad_inputs import bad_images, good_images
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app" / "main.py")
+DEMO = json.loads((ROOT / "assets" / "demo" / "descriptions.json").read_text())
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def messages(at, kind: str) -> list[str]:
+    return [e.value for e in getattr(at, kind)]
+
+
+def synthesized(at) -> str:
+    ok = [m for m in messages(at, "success") if m.startswith("Synthesized")]
+    assert ok, f"no classifier: errors {messages(at, 'error')}"
+    return ok[0]
+
+
+def class_ids(at) -> list[int]:
+    return [e["id"] for e in at.session_state["classes"]]
+
+
+def test_opens_on_the_demo_with_predictions():
+    at = start()
+    assert "5-way" in synthesized(at)
+    assert not messages(at, "error")
+    names = [at.text_input(key=f"name_{i}").value for i in class_ids(at)]
+    assert names == list(DEMO)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 10 + 1, "a probability chart per demo photo, plus the adaptation-norms chart"
+    assert "CPU" in at.sidebar.markdown[0].value or "cuda" in at.sidebar.markdown[0].value
+
+
+def test_edit_resynthesizes_only_the_changed_description():
+    at = start()
+    first = class_ids(at)[0]
+    box = at.text_area(key=f"text_{first}")
+    box.set_value(box.value + " Its eye is dark.").run()
+    msg = synthesized(at)
+    assert "1 description(s) re-encoded" in msg, msg
+    assert at.session_state["classes"][0]["text"].endswith("Its eye is dark.")
+
+
+def test_add_remove_rename_and_class_set_errors():
+    at = start()
+    at.button(key="add_class").click().run()
+    assert any("is empty" in m for m in messages(at, "error")), messages(at, "error")
+    new = class_ids(at)[-1]
+    at.text_area(key=f"text_{new}").set_value("A small grey bird with a black cap.").run()
+    at.text_input(key=f"name_{new}").set_value("Chickadee").run()
+    assert "6-way" in synthesized(at)
+    at.text_input(key=f"name_{new}").set_value("blue jay").run()          # duplicate, case-insensitive
+    assert any("duplicate" in m for m in messages(at, "error")), messages(at, "error")
+    at.text_input(key=f"name_{new}").set_value("  ").run()
+    assert any("empty name" in m for m in messages(at, "error")), messages(at, "error")
+    for i in class_ids(at)[1:]:
+        at.button(key=f"del_{i}").click().run()
+    assert len(class_ids(at)) == 1
+    assert any("at least 2 classes" in m for m in messages(at, "error")), messages(at, "error")
+    assert not at.exception
+    at.button(key="load_demo").click().run()
+    assert "5-way" in synthesized(at)
+
+
+def test_long_and_odd_unicode_descriptions():
+    at = start()
+    ids = class_ids(at)
+    at.text_area(key=f"text_{ids[0]}").set_value("black red wing marsh " * 2500).run()   # 10,000 words
+    assert any("truncated" in m for m in messages(at, "warning")), messages(at, "warning")
+    odd = "🐦 Ṡpéčïål ‮RTL‬ zero\u200bwidth 鳥 𝔅𝔦𝔯𝔡 \x07 control, and a tab\tend."
+    at.text_area(key=f"text_{ids[1]}").set_value(odd).run()
+    at.text_input(key=f"name_{ids[1]}").set_value("鳥 🐦 **bold** <b>x</b>").run()
+    assert "5-way" in synthesized(at)
+    assert not at.exception
+
+
+def test_uploads_good_and_bad_images():
+    at = start()
+    files = [(n, b, "image/png") for n, b in good_images().items()]
+    files += [(n, b, "image/jpeg") for n, (b, _) in bad_images().items()]
+    at.file_uploader(key="upload_images").set_value(files).run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = messages(at, "error")
+    for name, (_, pattern) in bad_images().items():
+        assert any(name.replace(".", "\\.") in m and re.search(pattern, m) for m in errors), (name, errors)
+    images = at.session_state["images"]
+    for name in good_images():
+        assert name in images, name
+    assert max(images["huge.jpg"]["image"].size) <= 1024, "very large images are downscaled"
+    assert len(at.get("plotly_chart")) >= 10 + len(good_images())
+    assert "5-way" in synthesized(at)
+
+
+def test_import_and_export_json():
+    at = start()
+    good = json.dumps({"Cardinal": "A red songbird with a crest.", "Crow": "A large all-black bird."}).encode()
+    at.sidebar.file_uploader(key="import_json").set_value(("birds.json", good, "application/json")).run()
+    assert "2-way" in synthesized(at)
+    assert [at.text_input(key=f"name_{i}").value for i in class_ids(at)] == ["Cardinal", "Crow"]
+    bad = ("bad.json", b"{not json", "application/json")
+    at.sidebar.file_uploader(key="import_json").set_value(bad).run()
+    assert any("not valid JSON" in m for m in messages(at, "error")), messages(at, "error")
+    empty = ("empty.json", json.dumps({"A": "x", "B": "  "}).encode(), "application/json")
+    at.sidebar.file_uploader(key="import_json").set_value(empty).run()
+    assert any("'B' is empty" in m for m in messages(at, "error")), messages(at, "error")
+    assert "2-way" in synthesized(at), "a bad import leaves the class set as it was"
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_batch_evaluation_from_a_zip():
+    at = start()
+    photos = sorted((ROOT / "assets" / "demo" / "photos").glob("*.jpg"))
+    folder = {"blue_jay": "Blue_Jay", "cedar_waxwing": "073.cedar waxwing", "red_winged_blackbird": "Red-winged Blackbird",
+              "scarlet_tanager": "scarlet_tanager", "pileated_woodpecker": "Pileated Woodpecker"}
+    files = {}
+    for p in photos:
+        species = p.stem.rsplit("_", 1)[0]
+        files[f"birds/{folder[species]}/{p.name}"] = p.read_bytes()
+    files["birds/Ostrich/o.jpg"] = photos[0].read_bytes()
+    files["birds/Blue_Jay/notes.txt"] = b"not an image"
+    files["birds/Blue_Jay/broken.jpg"] = b"\xff\xd8 broken"
+    at.file_uploader(key="upload_zip").set_value(("birds.zip", _zip(files), "application/zip")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["images"] == "10"
+    for mode in ("full", "fc-only"):
+        v = float(metrics[f"per-class accuracy, {mode}"].rstrip("%"))
+        assert 0 <= v <= 100
+    skipped = [e.label for e in at.expander if "skipped" in e.label]
+    assert skipped == ["3 files skipped"], skipped
+    at.file_uploader(key="upload_zip").set_value(("nope.zip", b"PK not really", "application/zip")).run()
+    assert any("not a zip" in m for m in messages(at, "error")), messages(at, "error")
+
+
+def test_explain_views_escape_user_text():
+    at = start()
+    ids = class_ids(at)
+    hostile = "<script>alert(1)</script> **bold** [link](http://x) A blue bird with a crest."
+    at.text_area(key=f"text_{ids[1]}").set_value(hostile).run()
+    at.selectbox(key="explain_image").set_value("blue_jay_1.jpg").run()
+    label_box = [s for s in at.selectbox if s.key and s.key.startswith("explain_label_")][0]
+    label_box.set_value(list(DEMO)[1]).run()
+    htmls = [h.proto.body for h in at.get("html")]
+    assert not any("<script" in h for h in htmls)
+    shown = [html.unescape(re.sub(r"<[^>]+>", "", h)) for h in htmls]
+    assert hostile in shown, "the label's description is shown literally (escaped, not rendered)"
+    lines = [m.value for m in at.markdown if "because" in m.value]
+    assert any("is a Blue Jay because" in m for m in lines), lines
+    assert any("is not a" in m for m in lines), lines
+    assert len(at.get("image")) == 10 + 3, "the demo photos, plus image / full / fc-only saliency in Explain"
+    assert not at.exception
+
+
+def test_export_classifier_download():
+    at = start()
+    at.button(key="prep_fc-only").click().run()
+    assert not at.exception
+    assert at.get("download_button"), "a download button appears once the file is ready"
+    data = at.session_state["exports"]
+    blob = next(v for (k, mode), v in data.items() if mode == "fc-only")
+    import torch
+
+    files = {"n3.json": ""}
+    model = torch.jit.load(io.BytesIO(blob), _extra_files=files)
+    meta = json.loads(files["n3.json"])
+    assert meta["class_names"] == list(DEMO)
+    assert model(torch.zeros(1, 3, meta["image_size"], meta["image_size"])).shape == (1, 5)
+
+
+def test_loads_a_split_from_the_data_folder(data_root, monkeypatch):
+    monkeypatch.setenv("N3_DATA", str(data_root))
+    at = start()
+    at.sidebar.selectbox(key="data_split").set_value("ss0").run()
+    at.sidebar.selectbox(key="data_dset").set_value("wikipedia_lead").run()
+    at.sidebar.button(key="data_load").click().run()
+    msg = synthesized(at)
+    assert "-way" in msg
+    k = len(class_ids(at))
+    assert 2 <= k <= 25
+    at.sidebar.button(key="data_photos").click().run()
+    assert len(at.session_state["images"]) == 10 + 2 * k
