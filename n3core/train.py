@@ -262,7 +262,8 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
     if cfg.init_from and ckpt is None:
         w, info, _ = load_checkpoint(cfg.init_from)
         own = model.meta.state_dict()
-        matched = {k: v for k, v in w.items() if k in own and own[k].shape == v.shape}
+        # μ starts at this run's mu_init (the γ/μ₀ ablation), not at the source's value
+        matched = {k: v for k, v in w.items() if k in own and own[k].shape == v.shape and k != "mu"}
         model.meta.load_state_dict(matched, strict=False)
         print(f"[n3] initialised {len(matched)}/{len(own)} tensors from {cfg.init_from}", flush=True)
 

@@ -1,0 +1,192 @@
+"""Baselines on the paper's protocol, and the baseline-level ablations, for docs/RESULTS.md.
+
+    .venv/bin/python benchmarks/baselines.py [--out benchmarks/results/baselines.json]
+
+For every split (ss0, ss1, ss2, ps) and method (PDCNN-FC, PDCNN-FC+Conv, ESZSL):
+hyperparameters are searched on the split's **val** classes with the same budget for every
+method (``BUDGET`` settings each; N3's recipe was picked from 8 val-scored runs too); the chosen
+setting is then evaluated once on the test classes: one K-way classifier over all test
+classes, every photo, per-class top-1/top-5, median over 10 class orders (as
+``n3core.evaluate``).
+
+Ablations on ss0 (same search): the text encoder (max-pooled MiniLM vs TF-IDF bag of words) and
+the backbone (ImageNet-pretrained EfficientNet-Lite0 vs the same architecture with random
+weights). Features: frozen backbone, centre crop at 160 px (the N3 checkpoints' size).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from n3core.backbones import create_backbone
+from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
+                              extract_features, maxpool_text, pca_maps, per_class_top1, predict, train_pdcnn)
+from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
+from n3core.evaluate import per_class_accuracy, write_report
+from n3core.imagecache import ImageCache
+from n3core.text import TextEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
+SPLITS = ["ss0", "ss1", "ss2", "ps"]
+BUDGET = 8
+IMAGE_SIZE = 160
+
+PDCNN_GRID = [dict(hidden=h, dropout=d, lr=lr, weight_decay=wd) for h, d, lr, wd in [
+    (512, 0.3, 1e-3, 1e-3), (512, 0.5, 1e-3, 1e-2), (256, 0.3, 3e-4, 1e-3), (1024, 0.5, 3e-4, 1e-2),
+    (512, 0.1, 3e-3, 1e-3), (256, 0.5, 1e-3, 1e-1), (1024, 0.3, 1e-3, 1e-1), (512, 0.5, 3e-4, 1e-3)]]
+ESZSL_GRID = [(g, l) for g, l in [(1e-2, 1e-1), (1e-1, 1), (1, 1e-1), (1, 10), (10, 1), (1e-1, 1e-2), (10, 100), (100, 10)]]
+assert len(PDCNN_GRID) == len(ESZSL_GRID) == BUDGET
+
+
+def protocol(score_fn, feats, labels, n_classes: int, maps=None, permutations: int = 10, seed: int = 0) -> dict:
+    """``score_fn(order) -> logits [N, K]`` for a class order (a permutation of range(K))."""
+    rng = random.Random(seed)
+    base = list(range(n_classes))
+    orders = [base] + [rng.sample(base, n_classes) for _ in range(permutations - 1)]
+    t1, t5 = [], []
+    for order in orders:
+        logits = score_fn(order)
+        pos = torch.empty(n_classes, dtype=torch.long)
+        pos[torch.tensor(order)] = torch.arange(n_classes)
+        r = per_class_accuracy(logits, pos[labels], n_classes)
+        t1.append(r["top1"])
+        t5.append(r["top5"])
+    return {"per_class_top1": {"median": statistics.median(t1), "all": t1},
+            "per_class_top5": {"median": statistics.median(t5), "all": t5}, "classes": n_classes, "images": len(labels)}
+
+
+def cached_features(bb, cache: ImageCache, tag: str, maps: bool = False):
+    """extract_features, kept in the n3 cache folder as .npy (keyed by images, backbone, size)."""
+    import hashlib
+
+    import numpy as np
+
+    from n3core.imagecache import cache_dir, save_array
+
+    key = hashlib.sha256(("\n".join(str(r.path) for r in cache.records) + f"|{bb.name}|{tag}|{IMAGE_SIZE}").encode()
+                         ).hexdigest()[:16]
+    fp, mp = cache_dir() / f"baseline-feats-{key}.npy", cache_dir() / f"baseline-maps-{key}.npy"
+    if fp.exists() and (mp.exists() or not maps):
+        return torch.from_numpy(np.load(fp)), (torch.from_numpy(np.load(mp)) if maps else None)
+    f, m = extract_features(bb, cache, IMAGE_SIZE, maps=maps)
+    save_array(fp, f.numpy())
+    if maps:
+        save_array(mp, m.numpy())
+    return f, m
+
+
+class SplitData:
+    """Features, labels and text embeddings of one split's train / val / test classes; feature
+    maps reduced to 64 channels by a PCA fitted on this split's training images."""
+
+    def __init__(self, split: dict, cub, feats, maps, text):
+        self.parts = {}
+        if maps is not None:
+            train = set(split["train"])
+            maps = pca_maps(maps, torch.tensor([i for i, r in enumerate(cub.records) if r.label in train]))
+        for part in ("train", "val", "test"):
+            classes = split[part]
+            idx = {c: i for i, c in enumerate(classes)}
+            rows = [i for i, r in enumerate(cub.records) if r.label in idx]
+            self.parts[part] = (feats[rows], torch.tensor([idx[cub.records[i].label] for i in rows]),
+                                torch.stack([text[c] for c in classes]),
+                                maps[rows] if maps is not None else None)
+
+
+def run_pdcnn(kind: str, data: SplitData, hp: dict) -> tuple:
+    f, y, t, m = data.parts["train"]
+    cfg = PDCNNConfig(**hp)
+    model = PDCNNFC(t.shape[1], f.shape[1], cfg) if kind == "fc" else PDCNNFCConv(t.shape[1], f.shape[1], m.shape[1], cfg)
+    model, curve = train_pdcnn(model, f, y, t, cfg, maps=m if kind == "conv" else None,
+                               val=data.parts["val"] if kind == "conv" else data.parts["val"][:3] + (None,))
+    return model, max(curve)
+
+
+def method_result(name: str, data: SplitData) -> dict:
+    """Search on val, evaluate the chosen setting on test."""
+    t0 = time.time()
+    trials = []
+    if name == "ESZSL":
+        f, y, t, _ = data.parts["train"]
+        fv, yv, tv, _ = data.parts["val"]
+        for g, lam in ESZSL_GRID:
+            V = eszsl_fit(f, y, t, g, lam)
+            trials.append(({"gamma": g, "lambda": lam}, per_class_top1(eszsl_scores(fv, V, tv), yv, len(tv)), V))
+            print(f"  {name} {trials[-1][0]}: val {trials[-1][1]:.3f}", flush=True)
+        hp, val, V = max(trials, key=lambda x: x[1])
+        ft, yt, tt, _ = data.parts["test"]
+        res = protocol(lambda order: eszsl_scores(ft, V, tt[order]), ft, yt, len(tt))
+    else:
+        kind = "fc" if name == "PDCNN-FC" else "conv"
+        for hp in PDCNN_GRID:
+            t1 = time.time()
+            model, val = run_pdcnn(kind, data, hp)
+            trials.append((hp, val, model))
+            print(f"  {name} {hp}: val {val:.3f} ({time.time() - t1:.0f} s)", flush=True)
+        hp, val, model = max(trials, key=lambda x: x[1])
+        ft, yt, tt, mt = data.parts["test"]
+        res = protocol(lambda order: predict(model, ft, tt[order], mt if kind == "conv" else None), ft, yt, len(tt))
+    res.update(method=name, chosen=hp, val_per_class_top1=val, val_all=[x[1] for x in trials], search_budget=BUDGET,
+               wall_s=round(time.time() - t0, 1))
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "baselines.json"))
+    ap.add_argument("--splits", nargs="*", default=SPLITS)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(1)   # small matmuls: one thread is fastest, and it leaves a core to other jobs
+    root = resolve_data_root(None)
+    cub = read_cub(root)
+    cache = ImageCache(cub.records, 192)
+    te = TextEncoder()
+    desc = load_descriptions(description_file(root, "allaboutbirds"))
+    classes = cub.classes
+    minilm = dict(zip(classes, maxpool_text(te, [desc[c] for c in classes])))
+    bb = create_backbone("efficientnet_lite0")
+    t0 = time.time()
+    feats, maps = cached_features(bb, cache, "pretrained", maps=True)
+    print(f"features {tuple(feats.shape)}, maps {tuple(maps.shape)} in {time.time() - t0:.0f} s", flush=True)
+    report = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
+              "protocol": "per-class top-1/top-5 on the test classes, median of 10 class orders",
+              "features": f"frozen efficientnet_lite0, centre crop {IMAGE_SIZE} px", "text": "max-pooled MiniLM token states",
+              "search_budget": BUDGET, "main": {}, "ablations": {}}
+    for s in args.splits:
+        data = SplitData(load_split(root, s), cub, feats, maps, minilm)
+        report["main"][s] = {}
+        for name in ("PDCNN-FC", "PDCNN-FC+Conv", "ESZSL"):
+            r = method_result(name, data)
+            report["main"][s][name] = r
+            print(f"{s} {name}: val {r['val_per_class_top1']:.3f}  test top-1 {r['per_class_top1']['median']:.3f} "
+                  f"top-5 {r['per_class_top5']['median']:.3f}  ({r['wall_s']} s)", flush=True)
+        write_report(report, args.out)
+
+    split = load_split(root, "ss0")
+    tfidf = TfidfText().fit([desc[c] for c in split["train"]])
+    tf = dict(zip(classes, tfidf([desc[c] for c in classes])))
+    data = SplitData(split, cub, feats, None, tf)
+    report["ablations"]["text_encoder"] = {"note": f"TF-IDF fitted on ss0 train descriptions, {len(tfidf.vocab)} words",
+                                          **{n: method_result(n, data) for n in ("PDCNN-FC", "ESZSL")}}
+    torch.manual_seed(0)
+    rand = create_backbone("efficientnet_lite0", pretrained=False)
+    rf, _ = cached_features(rand, cache, "random-seed0")
+    data = SplitData(split, cub, rf, None, minilm)
+    report["ablations"]["random_backbone"] = {n: method_result(n, data) for n in ("PDCNN-FC", "ESZSL")}
+    for k, v in report["ablations"].items():
+        for n, r in v.items():
+            if isinstance(r, dict):
+                print(f"ablation {k} {n}: test top-1 {r['per_class_top1']['median']:.3f}", flush=True)
+    write_report(report, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
