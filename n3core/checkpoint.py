@@ -189,6 +189,33 @@ def load_checkpoint(directory: str | Path, *, with_optimizer: bool = False, veri
     return weights, info, optim
 
 
+def recover_run_dir(run_dir: str | Path) -> list[str]:
+    """Clean up after a process killed inside :func:`save_checkpoint`: remove ``.tmp-*``
+    folders (never complete), and put back an ``.old-NAME-*`` folder whose replacement
+    ``NAME`` never arrived (killed between the two renames); otherwise delete it. Returns
+    what was done, one line per folder."""
+    run_dir = Path(run_dir)
+    done: list[str] = []
+    if not run_dir.is_dir():
+        return done
+    for p in sorted(run_dir.iterdir()):
+        if not p.is_dir():
+            continue
+        if p.name.startswith(".tmp-"):
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed unfinished {p.name}")
+        elif p.name.startswith(".old-"):
+            name = p.name[len(".old-"):].rsplit("-", 2)[0]
+            target = run_dir / name
+            if not target.exists():
+                os.rename(p, target)
+                done.append(f"restored {name} from {p.name}")
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+                done.append(f"removed replaced {p.name}")
+    return done
+
+
 def latest_checkpoint(run_dir: str | Path, prefix: str = "step-") -> Path | None:
     """The newest valid ``<prefix>NNNNNNNN`` checkpoint in a run folder (damaged ones skipped)."""
     run_dir = Path(run_dir)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .backbones import create_backbone
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
 from .data import DataError, EpisodeSampler, description_file, load_descriptions, load_split, read_cub, resolve_data_root
 from .imagecache import ImageCache, augment_batch, cache_dir, eval_batch, save_array
 from .meta import N3Config, N3Model, config_from_dict
@@ -212,6 +212,8 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
     t_start = time.time()
 
     # ---------------------------------------------------------------- resume
+    for line in recover_run_dir(out):        # a process killed while writing a checkpoint
+        print(f"[n3] {out}: {line}", flush=True)
     start_step, state, optim_state = 0, {}, None
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is not None:
