@@ -13,6 +13,13 @@ per photo are computed once, so a step costs only the meta-model.
 Robust: checkpoints are written atomically; ``resume=True`` continues from the newest valid
 one and, because every random draw is derived from (seed, step), ends where an
 uninterrupted run would.
+
+Distributed: under ``torchrun --nproc_per_node N -m n3core train ...`` the meta-model is
+wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU). Every rank draws the same K
+classes and the same global batch (same seeds), augments it identically and takes its own
+contiguous shard of ``batch_size / N`` photos; DDP averages the gradients, so a step equals the
+single-process step on the whole batch up to float summation order. Only rank 0 validates,
+logs and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -20,9 +27,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +42,7 @@ from .backbones import create_backbone
 from .checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
 from .data import DataError, EpisodeSampler, description_file, load_descriptions, load_split, read_cub, resolve_data_root
 from .imagecache import ImageCache, augment_batch, cache_dir, eval_batch, save_array
-from .meta import N3Config, N3Model, config_from_dict
+from .meta import Adaptation, N3Config, N3Model, config_from_dict
 from .text import TextEncoder, split_sentences
 
 log = logging.getLogger("n3core.train")
@@ -91,8 +99,29 @@ def load_config_file(path: str | Path) -> tuple[dict, dict]:
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None and _world()[1] > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) for a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _init_distributed(device: torch.device) -> bool:
+    """Join the process group torchrun set up; True when this call created it."""
+    import torch.distributed as dist
+
+    rank, world = _world()
+    if world == 1 or dist.is_initialized():
+        return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return True
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -205,15 +234,57 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
     checkpoint.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
+    rank, world = _world()
+    own_group = _init_distributed(device)
+    try:
+        return _train(model_cfg, cfg, out, device, rank, world, resume, progress, backbone, text_encoder, _stop_after)
+    finally:
+        if own_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+class _DictOutput(torch.nn.Module):
+    """The meta-model with its :class:`Adaptation` returned as a dict. DDP synchronises the
+    gradients of the tensors it finds in a module's output and does not look inside
+    dataclasses (checked: with a dataclass output the ranks' gradients are never averaged)."""
+
+    def __init__(self, meta: torch.nn.Module):
+        super().__init__()
+        self.meta = meta
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> dict:
+        a = self.meta(states, mask)
+        return {f.name: getattr(a, f.name) for f in fields(a)}
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _train(model_cfg, cfg, out: Path, device, rank: int, world: int, resume, progress, backbone, text_encoder,
+           _stop_after) -> dict:
+    lead = rank == 0
+    progress = progress and lead
+    say = print if lead else (lambda *a, **k: None)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.time()
 
     # ---------------------------------------------------------------- resume
-    for line in recover_run_dir(out):        # a process killed while writing a checkpoint
-        print(f"[n3] {out}: {line}", flush=True)
+    if lead:
+        for line in recover_run_dir(out):        # a process killed while writing a checkpoint
+            say(f"[n3] {out}: {line}", flush=True)
+    _barrier(world)
     start_step, state, optim_state = 0, {}, None
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is not None:
@@ -227,10 +298,10 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         start_step, state = info["step"], dict(info.get("train_state", {}))
         state["wall_s"] = info.get("wall_s", 0.0)
         log.info("resuming from %s at step %d of %d", ckpt, start_step, cfg.max_steps)
-        print(f"[n3] resuming from {ckpt} (step {start_step} of {cfg.max_steps})", flush=True)
+        say(f"[n3] resuming from {ckpt} (step {start_step} of {cfg.max_steps})", flush=True)
     elif resume:
         log.info("--resume given but no checkpoint in %s: starting fresh", out)
-        print(f"[n3] --resume: no checkpoint in {out}, starting from step 0", flush=True)
+        say(f"[n3] --resume: no checkpoint in {out}, starting from step 0", flush=True)
     elif latest_checkpoint(out) is not None:
         raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
 
@@ -267,11 +338,11 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         # μ starts at this run's mu_init (the γ/μ₀ ablation), not at the source's value
         matched = {k: v for k, v in w.items() if k in own and own[k].shape == v.shape and k != "mu"}
         model.meta.load_state_dict(matched, strict=False)
-        print(f"[n3] initialised {len(matched)}/{len(own)} tensors from {cfg.init_from}", flush=True)
+        say(f"[n3] initialised {len(matched)}/{len(own)} tensors from {cfg.init_from}", flush=True)
 
     bank = _TextBank(text_encoder, variants, split["train"] + split["val"])
     if bank.truncated:
-        print(f"[n3] {len(bank.truncated)} descriptions truncated to {model_cfg.text_max_length} tokens", flush=True)
+        say(f"[n3] {len(bank.truncated)} descriptions truncated to {model_cfg.text_max_length} tokens", flush=True)
     train_cache = ImageCache(train_set.records, cfg.cache_side, progress=progress)
     val_cache = ImageCache(val_set.records, cfg.cache_side, progress=progress)
     sampler = EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed)
@@ -282,6 +353,13 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
     if fc_only:
         train_feats, val_feats = _featurise(model, train_cache, val_cache, cfg, device, progress)
 
+    meta = model.meta                       # what the steps call: DDP-wrapped when distributed
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        meta = DDP(_DictOutput(model.meta), device_ids=[device.index] if device.type == "cuda" else None,
+                   static_graph=True)   # the same parameters take part in every step
+    shard = slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world)
     optim = build_optimizer(model, cfg)
     if optim_state is not None:
         model.meta.load_state_dict(weights)
@@ -316,19 +394,21 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
         classes, batches = sampler.episode(step)
-        idx = batches[0]
+        idx = batches[0]                    # the global batch; this rank uses rows `shard` of it
         cmap = {c: i for i, c in enumerate(classes)}
-        y = torch.tensor([cmap[train_set.records[i].label] for i in idx], device=device)
+        y = torch.tensor([cmap[train_set.records[i].label] for i in idx], device=device)[shard]
         states, mask = bank.get(classes, device, gen)
         for g in optim.param_groups:
             g["lr"] = g["base_lr"] * _lr_factor(step, cfg)
-        a = model.meta(states, mask)
+        a = meta(states, mask)
+        if isinstance(a, dict):
+            a = Adaptation(**a)
         if fc_only:
             views = torch.randint(cfg.feature_views, (len(idx),), generator=gen)
-            f = train_feats[torch.tensor(idx), views].to(device)
+            f = train_feats[torch.tensor(idx), views][shard].to(device)
         else:
-            x = augment_batch(train_cache.images[torch.tensor(idx)], model_cfg.image_size, pre.mean, pre.std, gen).to(device)
-            f = model.features(x, a)
+            x = augment_batch(train_cache.images[torch.tensor(idx)], model_cfg.image_size, pre.mean, pre.std, gen)
+            f = model.features(x[shard].to(device), a)
         logits = a.classify(f)
         loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
         optim.zero_grad(set_to_none=True)
@@ -336,11 +416,18 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.meta.parameters(), cfg.grad_clip)
         optim.step()
-        running += loss.item()
+        if world > 1:                       # the logged loss is the global batch's
+            import torch.distributed as dist
+
+            lv = loss.detach().clone()
+            dist.all_reduce(lv)
+            running += lv.item() / world
+        else:
+            running += loss.item()
         n_run += 1
         pbar.update(1)
         done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.max_steps:
+        if (done % cfg.eval_every == 0 or done == cfg.max_steps) and lead:
             val = validate(done)
             rec = {"step": done, "train_loss": running / max(1, n_run), "val_top1": val,
                    "mu": float(model.meta.mu.detach()), "time_s": round(time.time() - t_start, 1)}
@@ -355,22 +442,28 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
                 best = val
                 save("best", done, {"val_top1": val}, with_optim=False)
             state["last_val"] = val
-        if done % cfg.checkpoint_every == 0 and done != cfg.max_steps:
+        if done % cfg.checkpoint_every == 0 and done != cfg.max_steps and lead:
             save(f"step-{done:08d}", done, {"val_top1": val}, with_optim=True)
             _prune(out, cfg.keep_checkpoints)
+        if world > 1 and (done % cfg.eval_every == 0 or done % cfg.checkpoint_every == 0):
+            _barrier(world)                 # the others wait while rank 0 validates and saves
         if _stop_after is not None and done >= _stop_after:
             pbar.close()
             return {"steps": done, "stopped": True}
     pbar.close()
     final_step = max(step + 1, start_step) if cfg.max_steps > start_step else start_step
-    save(f"step-{final_step:08d}", final_step, {"val_top1": val}, with_optim=True)
-    save("final", final_step, {"val_top1": val}, with_optim=False)
-    _prune(out, cfg.keep_checkpoints)
     wall = time.time() - t_start + state.get("wall_s", 0.0)
     summary = {"steps": final_step, "best_val_top1": best, "last_val_top1": val, "wall_s": round(wall, 1),
-               "device": str(device), "out": str(out)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"[n3] done: {final_step} steps, best val per-class top-1 {best:.3f}, {wall / 60:.1f} min on {device}", flush=True)
+               "device": str(device), "out": str(out), "processes": world,
+               # the same on every rank when they stayed in sync
+               "param_checksum": float(sum(p.detach().double().sum() for p in model.meta.parameters()))}
+    if lead:
+        save(f"step-{final_step:08d}", final_step, {"val_top1": val}, with_optim=True)
+        save("final", final_step, {"val_top1": val}, with_optim=False)
+        _prune(out, cfg.keep_checkpoints)
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _barrier(world)
+    say(f"[n3] done: {final_step} steps, best val per-class top-1 {best:.3f}, {wall / 60:.1f} min on {device}", flush=True)
     return summary
 
 
