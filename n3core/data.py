@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -288,10 +289,14 @@ def load_image(src, *, max_pixels: int = MAX_IMAGE_PIXELS, max_side: int = MAX_L
             raise ImageError(f"{label}: file not found")
         if p.stat().st_size == 0:
             raise ImageError(f"{label}: the file is empty (0 bytes)")
-    old = Image.MAX_IMAGE_PIXELS
+    # Pillow's own bomb check (its global MAX_IMAGE_PIXELS) stays as it is: changing that global
+    # per call would race between threads (concurrent app sessions). Our stricter limit is
+    # checked from the header, before any pixel is decoded.
     try:
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        with Image.open(src) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(src)
+        with im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageError(f"{label}: {w}×{h} pixels is too large (limit {max_pixels:,}); refusing a possible decompression bomb")
@@ -311,8 +316,6 @@ def load_image(src, *, max_pixels: int = MAX_IMAGE_PIXELS, max_side: int = MAX_L
         raise ImageError(f"{label}: not an image file (or a format Pillow cannot read)") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"{label}: cannot read image ({e})") from e
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
     if bbox is not None:
         x, y, bw, bh = bbox
         im = im.crop((max(0, int(x)), max(0, int(y)), min(im.width, int(x + bw)), min(im.height, int(y + bh))))

@@ -200,9 +200,14 @@ def split_sentences(text: str) -> list[str]:
     return parts or [text]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _check_text(t, i: int) -> str:
     if not isinstance(t, str):
         raise TextEncoderError(f"description {i} is not a string (got {type(t).__name__})")
     if not t.strip():
         raise TextEncoderError(f"description {i} is empty")
-    return t
+    # lone UTF-16 surrogates (from some clipboards / JSON escapes) crash the tokenizer: each
+    # becomes U+FFFD, one character for one, so character spans still index the text
+    return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in t) if _SURROGATE.search(t) else t
