@@ -5,14 +5,15 @@
 #   2. the gamma / mu0 ablation on ss0: the full stage (100 steps) from the shipped fc-only run,
 #      for the paper's six (gamma, mu0) settings.
 # Every run picks its checkpoint on val; each is then evaluated once on its split's test classes.
-# Re-running skips finished runs (runs/NAME/final) and finished evaluations.
+# Re-running skips finished runs (runs/NAME/final) and finished evaluations. N3_THREADS=1 leaves
+# a core to another job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 R=benchmarks/results/n3
 mkdir -p "$R" runs
 ev() { [ -f "$3" ] || $PY -m n3core evaluate --checkpoint "$1" --split "$2" --out "$3" --no-progress; }
-tr() { local out=$1; shift; [ -d "$out/final" ] || $PY -m n3core train --out "$out" --no-progress "$@" $( [ -d "$out" ] && echo --resume ); }
+tr() { local out=$1; shift; [ -d "$out/final" ] || $PY -m n3core train --out "$out" --no-progress --threads "${N3_THREADS:-0}" "$@" $( [ -d "$out" ] && echo --resume ); }
 for s in ss1 ss2; do
   tr runs/$s-fconly --split $s --config checkpoints/recipe-fconly.json
   ev runs/$s-fconly/best $s "$R/$s-fconly.json"

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .datasets import PRESETS
+
 __all__ = ["main"]
 
 
@@ -15,6 +17,8 @@ def _train(args) -> int:
     from .train import TrainConfig, load_config_file, train
 
     model_d, train_d = load_config_file(args.config) if args.config else ({}, {})
+    if args.preset:
+        args.split = f"preset:{args.preset}"
     if args.mode:
         model_d["mode"] = args.mode
     for key in ("split", "data", "descriptions", "max_steps", "checkpoint_every", "eval_every", "k",
@@ -31,15 +35,19 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .data import description_file, load_descriptions, load_split, read_cub, read_image_folder, resolve_data_root
+    from .data import description_file, load_descriptions, read_image_folder, resolve_data_root
+    from .datasets import read_images, resolve_split
     from .evaluate import evaluate_protocol, format_summary, write_report
     from .synthesize import Synthesizer
 
+    if args.preset:
+        args.split = f"preset:{args.preset}"
     synth = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
     if args.split:
         root = resolve_data_root(args.data)
-        classes = load_split(root, args.split)[args.part]
-        images = read_cub(root).subset(classes)
+        all_images = read_images(root)
+        classes = resolve_split(root, args.split, all_images)[args.part]
+        images = all_images.subset(classes)
         desc_all = load_descriptions(description_file(root, args.descriptions_set))
         missing = [c for c in classes if c not in desc_all]
         if missing and args.descriptions_set == "wikipedia_lead":
@@ -140,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="episodic meta-training on a split's train classes")
-    t.add_argument("--split", default=None, help="ss0, ss1, ss2, ps or a split .json (default ss0)")
+    t.add_argument("--split", default=None, help="ss0, ss1, ss2, ps, a split .json, or preset:NAME (default ss0)")
+    t.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="a data set preset (same as --split preset:NAME); see README 'Full data sets'")
     t.add_argument("--out", required=True, help="run folder for checkpoints and the log")
     t.add_argument("--mode", choices=["full", "fc-only"], default=None)
     t.add_argument("--max-steps", type=int, default=None)
@@ -162,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="the paper's protocol on unseen classes")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--split", default=None)
+    e.add_argument("--split", default=None, help="ss0, ss1, ss2, ps, a split .json, or preset:NAME")
+    e.add_argument("--preset", default=None, choices=sorted(PRESETS), help="same as --split preset:NAME")
     e.add_argument("--part", default="test", choices=["train", "val", "test"])
     e.add_argument("--images", default=None, help="image folder: one sub-folder per class")
     e.add_argument("--descriptions", default=None, help="descriptions .json for --images")

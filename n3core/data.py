@@ -236,13 +236,17 @@ def join_phrases(phrases: Sequence[str]) -> str:
 
 
 def description_file(root: str | Path, name: str = "allaboutbirds") -> Path:
-    """``<root>/descriptions/<name>.json`` of a CUB-100-style data folder."""
+    """``<root>/descriptions/<name>.json`` of a CUB-100-style data folder; for an image-folder
+    data set without that file, its ``<root>/descriptions.json``."""
     if name not in DESCRIPTION_SETS:
         p = Path(name)
         if p.suffix == ".json" and p.exists():
             return p
         raise DataError(f"unknown description set {name!r}; choose one of {', '.join(DESCRIPTION_SETS)} or a .json path")
-    return Path(root) / "descriptions" / f"{name}.json"
+    p = Path(root) / "descriptions" / f"{name}.json"
+    if not p.exists() and (Path(root) / "descriptions.json").exists():
+        return Path(root) / "descriptions.json"
+    return p
 
 
 def load_split(root: str | Path, name: str) -> dict[str, list[str]]:

@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from .backbones import create_backbone
 from .checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
-from .data import DataError, EpisodeSampler, description_file, load_descriptions, load_split, read_cub, resolve_data_root
+from .data import DataError, EpisodeSampler, description_file, load_descriptions, resolve_data_root
+from .datasets import read_images, resolve_split
 from .imagecache import ImageCache, augment_batch, cache_dir, eval_batch, save_array
 from .meta import Adaptation, N3Config, N3Model, config_from_dict
 from .text import TextEncoder, split_sentences
@@ -307,8 +308,8 @@ def _train(model_cfg, cfg, out: Path, device, rank: int, world: int, resume, pro
 
     # ---------------------------------------------------------------- data
     root = resolve_data_root(cfg.data)
-    split = load_split(root, cfg.split)
-    images = read_cub(root)
+    images = read_images(root)
+    split = resolve_split(root, cfg.split, images)
     descriptions = load_descriptions(description_file(root, cfg.descriptions), split["train"] + split["val"])
     vrng = random.Random(cfg.seed)
     variants = {c: text_variants(descriptions[c], cfg.text_variants if c in split["train"] else 1,
