@@ -20,6 +20,17 @@ def _jpeg(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def make_zip(files: dict[str, bytes]) -> bytes:
+    """A zip archive in memory: ``{path inside the zip: bytes}``."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
 def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
     """A valid PNG whose header claims ``width × height`` pixels (a 1×1 image with a patched
     IHDR): what a decompression bomb looks like to a reader before it decodes."""

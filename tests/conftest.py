@@ -76,3 +76,16 @@ def tiny_config(**kw):
 @pytest.fixture
 def tiny_backbone():
     return make_tiny_backbone()
+
+
+@pytest.fixture(scope="session")
+def small_split(data_root, tmp_path_factory):
+    """A 5 / 3 / 3-class split of ss0 as a .json path, for quick training runs."""
+    import json
+
+    from n3core.data import load_split
+
+    s = load_split(data_root, "ss0")
+    p = tmp_path_factory.mktemp("split") / "small.json"
+    p.write_text(json.dumps({"train": s["train"][:5], "val": s["val"][:3], "test": s["test"][:3]}))
+    return str(p)

@@ -7,12 +7,11 @@ import html
 import io
 import re
 import json
-import zipfile
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from bad_inputs import bad_images, good_images
+from bad_inputs import bad_images, make_zip, good_images
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app" / "main.py")
@@ -126,15 +125,7 @@ def test_import_and_export_json():
     assert "2-way" in synthesized(at), "a bad import leaves the class set as it was"
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-def test_batch_evaluation_from_a_zip():
+def test_batch_evaluation_from_amake_zip():
     at = start()
     photos = sorted((ROOT / "assets" / "demo" / "photos").glob("*.jpg"))
     folder = {"blue_jay": "Blue_Jay", "cedar_waxwing": "073.cedar waxwing", "red_winged_blackbird": "Red-winged Blackbird",
@@ -146,7 +137,7 @@ def test_batch_evaluation_from_a_zip():
     files["birds/Ostrich/o.jpg"] = photos[0].read_bytes()
     files["birds/Blue_Jay/notes.txt"] = b"not an image"
     files["birds/Blue_Jay/broken.jpg"] = b"\xff\xd8 broken"
-    at.file_uploader(key="upload_zip").set_value(("birds.zip", _zip(files), "application/zip")).run()
+    at.file_uploader(key="upload_zip").set_value(("birds.zip", make_zip(files), "application/zip")).run()
     assert not at.exception, [e.value for e in at.exception]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["images"] == "10"

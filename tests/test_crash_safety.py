@@ -4,7 +4,6 @@ last good checkpoint, a half-written one is never loaded, and the run ends exact
 uninterrupted run ends. (Tiny backbone, real photos and text encoder.)"""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,6 @@ import pytest
 import torch
 
 from n3core.checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
-from n3core.data import load_split
 from n3core.train import TrainConfig, train
 from tests.conftest import make_tiny_backbone, tiny_config
 
@@ -53,14 +51,6 @@ t = TrainConfig(split=split, k=3, batch_size=6, max_steps=8, eval_every=2, check
                 feature_views=2)
 train(tiny_config(text_dim=384), t, out, progress=False, backbone=make_tiny_backbone())
 """
-
-
-@pytest.fixture(scope="module")
-def small_split(data_root, tmp_path_factory):
-    s = load_split(data_root, "ss0")
-    p = tmp_path_factory.mktemp("split") / "small.json"
-    p.write_text(json.dumps({"train": s["train"][:5], "val": s["val"][:3], "test": s["test"][:3]}))
-    return str(p)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 
 from n3core.checkpoint import load_checkpoint
 from n3core.train import TrainConfig, train
@@ -30,17 +29,8 @@ with open(os.path.join(out + "-ranks", f"rank-{os.environ['RANK']}.json"), "w") 
 """
 
 
-def _split(data_root, tmp_path) -> str:
-    from n3core.data import load_split
-
-    s = load_split(data_root, "ss0")
-    p = tmp_path / "small.json"
-    p.write_text(json.dumps({"train": s["train"][:5], "val": s["val"][:3], "test": s["test"][:3]}))
-    return str(p)
-
-
-def test_two_cpu_processes_match_one(data_root, tmp_path, text_encoder):
-    split = _split(data_root, tmp_path)
+def test_two_cpu_processes_match_one(small_split, tmp_path, text_encoder):
+    split = small_split
     t = TrainConfig(split=split, k=3, batch_size=8, max_steps=6, eval_every=3, checkpoint_every=3, warmup_steps=2,
                     feature_views=2)
     single = train(tiny_config(text_dim=384), t, tmp_path / "single", progress=False, backbone=make_tiny_backbone(),

@@ -9,20 +9,11 @@ import pytest
 import torch
 
 from n3core.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
-from n3core.data import load_split
 from n3core.evaluate import per_class_accuracy
 from n3core.meta import N3Model, SynthesisError
 from n3core.synthesize import Synthesizer
 from n3core.train import TrainConfig, train
 from tests.conftest import make_tiny_backbone, tiny_config
-
-
-@pytest.fixture(scope="module")
-def small_split(data_root, tmp_path_factory):
-    s = load_split(data_root, "ss0")
-    p = tmp_path_factory.mktemp("split") / "small.json"
-    p.write_text(json.dumps({"train": s["train"][:5], "val": s["val"][:3], "test": s["test"][:3]}))
-    return str(p)
 
 
 def _cfgs(small_split, **kw):

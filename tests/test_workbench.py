@@ -2,15 +2,13 @@
 concurrent sessions without cross-talk, uploads, zips and JSON imports."""
 from __future__ import annotations
 
-import io
 import json
 import threading
-import zipfile
 
 import pytest
 import torch
 
-from bad_inputs import bad_images
+from bad_inputs import bad_images, make_zip
 from n3core.data import DataError, ImageError, load_image
 from n3core.meta import SynthesisError
 from n3core.workbench import (Workbench, demo_descriptions, demo_photos, read_descriptions_json, read_labelled_zip,
@@ -70,17 +68,9 @@ def test_concurrent_sessions_get_what_they_get_alone(wb, photos, data_root):
             torch.testing.assert_close(r[mode], a[mode], atol=1e-5, rtol=0)
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for n, d in files.items():
-            z.writestr(n, d)
-    return buf.getvalue()
-
-
 def test_labelled_zip_matching_and_problems(wb, photos):
     jpg = demo_photos()[0].read_bytes()
-    data = _zip({"top/014.Blue_Jay/a.jpg": jpg, "top/blue jay/b.jpg": jpg, "top/CEDAR-WAXWING/c.jpg": jpg,
+    data = make_zip({"top/014.Blue_Jay/a.jpg": jpg, "top/blue jay/b.jpg": jpg, "top/CEDAR-WAXWING/c.jpg": jpg,
                  "top/Emu/d.jpg": jpg, "loose.jpg": jpg, "top/Blue_Jay/e.txt": b"x", "top/Blue_Jay/f.jpg": b""})
     images, labels, problems = read_labelled_zip(data, ["Blue Jay", "Cedar Waxwing"])
     assert labels == [0, 0, 1]
@@ -90,11 +80,11 @@ def test_labelled_zip_matching_and_problems(wb, photos):
     rep = wb.evaluate_batch(syn, images, labels)
     assert rep.images == 3 and sum(map(sum, rep.confusion["full"])) == 3
     with pytest.raises(DataError, match="no usable images"):
-        read_labelled_zip(_zip({"Emu/a.jpg": jpg}), ["Blue Jay", "Cedar Waxwing"])
+        read_labelled_zip(make_zip({"Emu/a.jpg": jpg}), ["Blue Jay", "Cedar Waxwing"])
     with pytest.raises(DataError, match="not a zip"):
         read_labelled_zip(b"PK\x03\x04 nope", ["A", "B"])
     with pytest.raises(DataError, match="unpacks to"):
-        read_labelled_zip(_zip({"Blue Jay/a.jpg": jpg}), ["Blue Jay"], max_bytes=10)
+        read_labelled_zip(make_zip({"Blue Jay/a.jpg": jpg}), ["Blue Jay"], max_bytes=10)
 
 
 def test_uploads_and_json_imports():
