@@ -89,6 +89,7 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, perm
         "per_class_top1_of_median_run": per_class_runs[med_run],
         "mode": synthesizer.config.mode, "wall_s": round(time.time() - t0, 1),
         "backbone_passes_reused": reused,
+        "mu": float(synthesizer.model.meta.mu.detach()), "gamma": float(synthesizer.config.gamma),
     }
 
 
