@@ -55,12 +55,14 @@ def main() -> None:
     cub = read_cub(root)
     aab = load_descriptions(description_file(root, "allaboutbirds"))
     wiki = load_descriptions(description_file(root, "wikipedia_lead"))
+    gpt3 = load_descriptions(description_file(root, "gpt3_descriptors"), test)
+    gpt4 = load_descriptions(description_file(root, "gpt4_part_descriptors"), test)
     wiki_classes = [c for c in test if c in wiki]
     shuffled = dict(zip(test, derangement([aab[c] for c in test])))
     sources = {
         "allaboutbirds": {c: aab[c] for c in test},
-        "gpt3_descriptors": load_descriptions(description_file(root, "gpt3_descriptors"), test),
-        "gpt4_part_descriptors": load_descriptions(description_file(root, "gpt4_part_descriptors"), test),
+        "gpt3_descriptors": {c: gpt3[c] for c in test},
+        "gpt4_part_descriptors": {c: gpt4[c] for c in test},
         "wikipedia_lead": {c: wiki[c] for c in wiki_classes},
         "allaboutbirds_on_wikipedia_classes": {c: aab[c] for c in wiki_classes},
         "class_name_only": {c: display_name(c) + "." for c in test},
@@ -75,6 +77,7 @@ def main() -> None:
     fc = Synthesizer.from_checkpoint(ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly", device="cpu",
                                      backbone=full.backbone, text_encoder=full.text_encoder)
     for name, desc in sources.items():
+        assert set(desc) <= set(test), name
         images = cub.subset(list(desc))
         report["results"][name] = {}
         for mode, synth in (("fc-only", fc), ("full", full)):
