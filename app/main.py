@@ -184,7 +184,7 @@ def sidebar(wb: Workbench) -> None:
 def describe_tab(wb: Workbench) -> None:
     ss = st.session_state
     texts = {e["id"]: ss.get(f"text_{e['id']}", e["text"]) for e in ss.classes}
-    counts = {i: wb.full.text_encoder.count_tokens(t) if t.strip() else 0 for i, t in texts.items()}
+    counts = {i: wb.token_count(t) for i, t in texts.items()}
     st.caption(f"{len(ss.classes)} classes. Edit a name or a description and the classifier is re-synthesized; "
                "only the changed description is re-encoded. Press Ctrl+Enter or click outside a box to apply.")
     expand = len(ss.classes) <= 6

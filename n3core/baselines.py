@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import Backbone
+from .evaluate import per_class_accuracy
 from .imagecache import ImageCache, eval_batch
 
 __all__ = ["extract_features", "pca_maps", "maxpool_text", "TfidfText", "PDCNNFC", "PDCNNFCConv", "train_pdcnn",
@@ -205,9 +206,8 @@ def predict(model: PDCNNFC, feats, text, maps=None, batch_size: int = 512) -> to
 
 
 def per_class_top1(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
-    pred = logits.argmax(1)
-    accs = [float((pred[labels == c] == c).float().mean()) for c in range(k) if (labels == c).any()]
-    return sum(accs) / len(accs)
+    """Per-class averaged top-1, as :func:`n3core.evaluate.per_class_accuracy` computes it."""
+    return per_class_accuracy(logits, labels, k)["top1"]
 
 
 # ---------------------------------------------------------------------------- ESZSL

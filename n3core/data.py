@@ -28,7 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "DataError", "ImageError", "ImageRecord", "ImageSet", "EpisodeSampler", "ImageDataset",
-    "DESCRIPTION_SETS", "read_cub", "read_image_folder", "load_descriptions", "load_split",
+    "DESCRIPTION_SETS", "read_cub", "read_image_folder", "load_descriptions", "parse_descriptions", "load_split",
     "resolve_data_root", "load_image", "display_name", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS",
 ]
 
@@ -208,23 +208,29 @@ def load_descriptions(path: str | Path, classes: Sequence[str] | None = None) ->
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not valid JSON: {e}") from e
+    return parse_descriptions(raw, str(path), classes)
+
+
+def parse_descriptions(raw, source: str, classes: Sequence[str] | None = None) -> dict[str, str]:
+    """Decoded JSON ``{class: text}`` or ``{class: [phrases]}`` → ``{class: text}``; errors
+    name ``source`` (a file name) and the class."""
     if not isinstance(raw, dict):
-        raise DataError(f"{path} must map class names to descriptions (a JSON object)")
+        raise DataError(f"{source} must map class names to descriptions (a JSON object)")
     out = {}
     for cls, val in raw.items():
         if isinstance(val, list):
             if not all(isinstance(s, str) for s in val):
-                raise DataError(f"{path}: description of {cls!r} is a list with non-strings")
+                raise DataError(f"{source}: description of {cls!r} is a list with non-strings")
             val = join_phrases(val)
         if not isinstance(val, str):
-            raise DataError(f"{path}: description of {cls!r} must be a string or a list of strings")
+            raise DataError(f"{source}: description of {cls!r} must be a string or a list of strings")
         if not val.strip():
-            raise DataError(f"{path}: description of {cls!r} is empty")
+            raise DataError(f"{source}: description of {cls!r} is empty")
         out[cls] = val
     if classes is not None:
         missing = [c for c in classes if c not in out]
         if missing:
-            raise DataError(f"{path}: no description for class(es) {', '.join(missing[:5])}"
+            raise DataError(f"{source}: no description for class(es) {', '.join(missing[:5])}"
                             + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
     return out
 

@@ -210,4 +210,4 @@ def _check_text(t, i: int) -> str:
         raise TextEncoderError(f"description {i} is empty")
     # lone UTF-16 surrogates (from some clipboards / JSON escapes) crash the tokenizer: each
     # becomes U+FFFD, one character for one, so character spans still index the text
-    return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in t) if _SURROGATE.search(t) else t
+    return _SURROGATE.sub("\ufffd", t)

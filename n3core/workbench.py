@@ -30,11 +30,13 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .data import DataError, ImageError, description_file, display_name, load_descriptions, load_image, load_split
+from .data import (DataError, ImageError, description_file, display_name, load_descriptions, load_image,
+                   load_split, parse_descriptions)
 from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions
 
 __all__ = ["Workbench", "Synthesis", "BatchReport", "read_upload", "read_descriptions_json",
-           "read_labelled_zip", "split_classes", "sample_photos", "DEFAULT_CHECKPOINT", "DEMO_DIR"]
+           "read_labelled_zip", "split_classes", "sample_photos", "demo_descriptions", "demo_photos",
+           "DEFAULT_CHECKPOINT", "DEMO_DIR"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "n3-effl0-minilm-ss0"
@@ -127,11 +129,9 @@ class Workbench:
                 "checkpoints": {"full": str(self.checkpoints[0]), "fc-only": str(self.checkpoints[1])},
                 "mu": float(self.full.model.meta.mu.detach())}
 
-    def token_counts(self, descriptions: dict[str, str]) -> dict[str, int]:
-        """Tokens per description (special tokens included, before truncation)."""
-        te = self.full.text_encoder
-        return {name: te.count_tokens(text) if isinstance(text, str) and text.strip() else 0
-                for name, text in descriptions.items()}
+    def token_count(self, text: str) -> int:
+        """Tokens of one description (special tokens included, before truncation); 0 when empty."""
+        return self.full.text_encoder.count_tokens(text) if isinstance(text, str) and text.strip() else 0
 
     @property
     def token_limit(self) -> int:
@@ -219,8 +219,6 @@ def read_upload(name: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) ->
 
 def read_descriptions_json(data: bytes | str, *, name: str = "descriptions.json") -> dict[str, str]:
     """A JSON object ``{class: text}`` (or ``{class: [phrases]}``) → ``{class: text}``."""
-    import tempfile
-
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8-sig")
@@ -232,13 +230,7 @@ def read_descriptions_json(data: bytes | str, *, name: str = "descriptions.json"
         raise DataError(f"{name} is not valid JSON: {e}") from e
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{name} must be a non-empty JSON object mapping class names to descriptions")
-    with tempfile.TemporaryDirectory() as d:       # one validator for files and uploads
-        p = Path(d) / "descriptions.json"
-        p.write_text(json.dumps(raw), encoding="utf-8")
-        try:
-            return load_descriptions(p)
-        except DataError as e:
-            raise DataError(str(e).replace(str(p), name)) from e
+    return parse_descriptions(raw, name)             # the same checks as description files
 
 
 def _norm(name: str) -> str:
