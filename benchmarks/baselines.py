@@ -11,7 +11,10 @@ classes, every photo, per-class top-1/top-5, median over 10 class orders (as
 
 Ablations on ss0 (same search): the text encoder (max-pooled MiniLM vs TF-IDF bag of words) and
 the backbone (ImageNet-pretrained EfficientNet-Lite0 vs the same architecture with random
-weights). Features: frozen backbone, centre crop at 160 px (the N3 checkpoints' size).
+weights). Features: frozen backbone, centre crop at ``--image-size`` px (160 by default, the first
+N3 checkpoints' size); description vectors: ``--text maxpool`` (max-pooled MiniLM token states,
+the first runs) or ``--text mean`` (their normalised mean, MiniLM's own sentence embedding;
+``benchmarks/recipe_probe.py`` found it far better).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import torch
 
 from n3core.backbones import create_backbone
 from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
-                              extract_features, maxpool_text, pca_maps, per_class_top1, predict, train_pdcnn)
+                              extract_features, maxpool_text, meanpool_text, pca_maps, per_class_top1, predict, train_pdcnn)
 from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
 from n3core.evaluate import per_class_accuracy, write_report
 from n3core.imagecache import ImageCache
@@ -70,7 +73,8 @@ def cached_features(bb, cache: ImageCache, tag: str, maps: bool = False):
 
     from n3core.imagecache import cache_dir, save_array
 
-    key = hashlib.sha256(("\n".join(str(r.path) for r in cache.records) + f"|{bb.name}|{tag}|{IMAGE_SIZE}").encode()
+    key = hashlib.sha256(("\n".join(str(r.path) for r in cache.records) + f"|{bb.name}|{tag}|{IMAGE_SIZE}"
+                          + (f"|{cache.side}" if cache.side != 192 else "")).encode()
                          ).hexdigest()[:16]
     fp, mp = cache_dir() / f"baseline-feats-{key}.npy", cache_dir() / f"baseline-maps-{key}.npy"
     if fp.exists() and (mp.exists() or not maps):
@@ -154,23 +158,28 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=["PDCNN-FC", "PDCNN-FC+Conv", "ESZSL"],
                     help="rerun only these; results of the others already in --out are kept")
     ap.add_argument("--no-ablations", action="store_true")
+    ap.add_argument("--image-size", type=int, default=160)
+    ap.add_argument("--text", choices=["maxpool", "mean"], default="maxpool")
     args = ap.parse_args()
+    global IMAGE_SIZE
+    IMAGE_SIZE = args.image_size
     torch.manual_seed(0)
     torch.set_num_threads(1)   # small matmuls: one thread is fastest, and it leaves a core to other jobs
     root = resolve_data_root(None)
     cub = read_cub(root)
-    cache = ImageCache(cub.records, 192)
+    cache = ImageCache(cub.records, max(192, IMAGE_SIZE))
     te = TextEncoder()
     desc = load_descriptions(description_file(root, "allaboutbirds"))
     classes = cub.classes
-    minilm = dict(zip(classes, maxpool_text(te, [desc[c] for c in classes])))
+    pool = maxpool_text if args.text == "maxpool" else meanpool_text
+    minilm = dict(zip(classes, pool(te, [desc[c] for c in classes])))
     bb = create_backbone("efficientnet_lite0")
     t0 = time.time()
     feats, maps = cached_features(bb, cache, "pretrained", maps=True)
     print(f"features {tuple(feats.shape)}, maps {tuple(maps.shape)} in {time.time() - t0:.0f} s", flush=True)
     report = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
               "protocol": "per-class top-1/top-5 on the test classes, median of 10 class orders",
-              "features": f"frozen efficientnet_lite0, centre crop {IMAGE_SIZE} px", "text": "max-pooled MiniLM token states",
+              "features": f"frozen efficientnet_lite0, centre crop {IMAGE_SIZE} px", "text": f"{args.text}-pooled MiniLM token states", "image_size": IMAGE_SIZE,
               "search_budget": BUDGET, "main": {}, "ablations": {}}
     if Path(args.out).exists():                      # keep what is not rerun
         old = json.loads(Path(args.out).read_text())

@@ -15,9 +15,9 @@ mkdir -p "$R" runs
 ev() { [ -f "$3" ] || $PY -m n3core evaluate --checkpoint "$1" --split "$2" --out "$3" --no-progress; }
 tr() { local out=$1; shift; [ -d "$out/final" ] || $PY -m n3core train --out "$out" --no-progress --threads "${N3_THREADS:-0}" "$@" $( [ -d "$out" ] && echo --resume ); }
 for s in ss1 ss2; do
-  tr runs/$s-fconly --split $s --config checkpoints/recipe-fconly.json
+  tr runs/$s-fconly --split $s --config checkpoints/recipe-fconly-v1.json
   ev runs/$s-fconly/best $s "$R/$s-fconly.json"
-  tr runs/$s-full --split $s --config checkpoints/recipe-full.json --init-from runs/$s-fconly/best --max-steps 300
+  tr runs/$s-full --split $s --config checkpoints/recipe-full-v1.json --init-from runs/$s-fconly/best --max-steps 300
   ev runs/$s-full/best $s "$R/$s-full.json"
 done
 for gm in "0.999 0.001" "0.99 0.01" "0.9 0.1" "0.5 0.5" "0.1 0.9" "0.01 0.99"; do
@@ -26,7 +26,7 @@ for gm in "0.999 0.001" "0.99 0.01" "0.9 0.1" "0.5 0.5" "0.1 0.9" "0.01 0.99"; d
   cfg=runs/$name.json
   $PY - "$1" "$2" "$cfg" <<'PY'
 import json, sys
-r = json.load(open("checkpoints/recipe-full.json"))
+r = json.load(open("checkpoints/recipe-full-v1.json"))
 r["model"].update(gamma=float(sys.argv[1]), mu_init=float(sys.argv[2]))
 r["train"].update(max_steps=100, eval_every=50, checkpoint_every=50)
 json.dump(r, open(sys.argv[3], "w"))

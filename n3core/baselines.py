@@ -87,6 +87,16 @@ def maxpool_text(text_encoder, texts: list[str]) -> torch.Tensor:
     return st.max(1).values
 
 
+@torch.no_grad()
+def meanpool_text(text_encoder, texts: list[str]) -> torch.Tensor:
+    """Normalised mean of the token states (special tokens excluded) ``[K, D]``: MiniLM's own
+    sentence embedding, as :func:`n3core.meta.mean_embedding` computes it inside N3."""
+    from .meta import mean_embedding
+
+    enc = text_encoder.encode(list(texts))
+    return mean_embedding(enc.states, enc.mask)
+
+
 class TfidfText:
     """Bag-of-words TF-IDF vectors (lower-cased word tokens, sublinear tf, L2-normalised)
     with the vocabulary and IDF of the descriptions it is fitted on."""

@@ -4,6 +4,9 @@ Read top to bottom:
 
 1. :class:`Tokens2Label` — a transformer over the L token states of *one* description
    (attention never crosses classes), pooled through a learned label token → ``c_k`` ``[K, d]``.
+   ``mean_skip`` adds an MLP of the description's mean-pooled, L2-normalised token states (the
+   sentence embedding MiniLM was trained to produce) to the label embedding (``"label"``) or
+   straight to the class's classifier row (``"classifier"``).
 2. :class:`Labels2Adaptation` — a transformer over the K label embeddings (no positions, so
    permuting the classes permutes the outputs) → ``h`` ``[K, d]``.
 3. :class:`TensorDecoders` — for every adapted backbone tensor with M columns of size C,
@@ -32,6 +35,7 @@ from .backbones import AdaptableTensor, Backbone
 __all__ = ["N3Config", "Adaptation", "N3MetaModel", "N3Model", "SynthesisError", "MODES"]
 
 MODES = ("full", "fc-only")
+MEAN_SKIPS = ("none", "label", "classifier")
 
 
 class SynthesisError(ValueError):
@@ -56,7 +60,10 @@ class N3Config:
     ff_mult: int = 2
     dropout: float = 0.1
     token_dropout: float = 0.1          # training only: drop this fraction of description tokens
-    pool_skip: bool = False             # add the masked mean of the projected tokens to the label embedding
+    mean_skip: str = "none"             # "none" | "label" | "classifier": where an MLP of the normalised
+                                        # mean of the token states is added (label embedding / classifier row)
+    mean_hidden: int = 1024             # hidden width of that MLP
+    mean_dropout: float = 0.5           # dropout on its input and hidden layer
     center_features: bool = False       # subtract a learned centre from image features before the cosine
     mu_init: float = 1e-3
     gamma: float = 1.0
@@ -67,6 +74,8 @@ class N3Config:
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mean_skip not in MEAN_SKIPS:
+            raise ValueError(f"mean_skip must be one of {MEAN_SKIPS}, got {self.mean_skip!r}")
         if self.d_model % self.n_heads:
             raise ValueError("d_model must be divisible by n_heads")
 
@@ -75,6 +84,9 @@ class N3Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "N3Config":
+        d = dict(d)
+        if d.pop("pool_skip", False):      # an option of early development checkpoints, since replaced
+            raise ValueError("config option pool_skip=true is no longer supported (see mean_skip)")
         return config_from_dict(cls, d, "config")
 
 
@@ -124,6 +136,22 @@ def _encoder(d: int, heads: int, layers: int, ff_mult: int, dropout: float) -> n
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
+def _mean_mlp(cfg: N3Config, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Dropout(cfg.mean_dropout), nn.Linear(cfg.text_dim, cfg.mean_hidden), nn.GELU(),
+                         nn.Dropout(cfg.mean_dropout), nn.Linear(cfg.mean_hidden, out))
+
+
+def mean_embedding(states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Normalised mean of the kept token states, the first (``[CLS]``) and last kept token
+    (``[SEP]``) left out: ``[K, L, D]``, ``[K, L]`` → ``[K, D]``."""
+    words = keep.clone()
+    words[:, 0] = False
+    words[torch.arange(len(keep)), keep.long().cumsum(1).argmax(1)] = False
+    words = words | (keep & ~words.any(1, keepdim=True))      # a description of special tokens only
+    w = words.unsqueeze(-1).to(states.dtype)
+    return F.normalize((states * w).sum(1) / w.sum(1).clamp_min(1.0), dim=-1)
+
+
 class Tokens2Label(nn.Module):
     """Token states ``[K, L, D_text]`` + mask ``[K, L]`` → label embeddings ``[K, d]``."""
 
@@ -134,22 +162,27 @@ class Tokens2Label(nn.Module):
         self.encoder = _encoder(cfg.d_model, cfg.n_heads, cfg.t2l_layers, cfg.ff_mult, cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.token_dropout = cfg.token_dropout
-        self.pool_skip = cfg.pool_skip
+        self.mean_mlp = _mean_mlp(cfg, cfg.d_model) if cfg.mean_skip == "label" else None
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         K = states.shape[0]
         x = self.proj(states)
         keep = mask.bool()
+        last = keep.long().cumsum(1).argmax(1)
         if self.training and self.token_dropout > 0:
             drop = torch.rand(keep.shape, device=keep.device) < self.token_dropout
             keep = keep & ~drop
+        if self.mean_mlp is not None:
+            kept = keep.clone()
+            kept[:, 0] = True                                          # special tokens mark the ends
+            kept[torch.arange(K), last] = True
+            skip = self.mean_mlp(mean_embedding(states, kept))
         x = torch.cat([self.label_token.expand(K, -1, -1), x], dim=1)
         keep = torch.cat([keep.new_ones(K, 1), keep], dim=1)
         x = self.encoder(x, src_key_padding_mask=~keep)
         out = x[:, 0]
-        if self.pool_skip:
-            w = keep[:, 1:].unsqueeze(-1).float()
-            out = out + (self.proj(states) * w).sum(1) / w.sum(1).clamp_min(1.0)
+        if self.mean_mlp is not None:
+            out = out + skip
         return self.norm(out)
 
 
@@ -166,7 +199,12 @@ class Labels2Adaptation(nn.Module):
 
 
 class ClassifierWriter(nn.Module):
-    """``h`` ``[K, d]`` → a K-way layer: weight ``[K, F]`` (row k from h_k) and bias ``[K]``."""
+    """``h`` ``[K, d]`` → a K-way layer: weight ``[K, F]`` (row k from h_k) and bias ``[K]``.
+
+    With ``mean_skip="classifier"`` an MLP of class k's sentence embedding ``e_k`` ``[K, D_text]``
+    adds to row k and bias k: the transformers then write a correction to a row the plain
+    sentence embedding already predicts (alone, that MLP is the PDCNN-FC baseline).
+    """
 
     def __init__(self, cfg: N3Config):
         super().__init__()
@@ -177,9 +215,14 @@ class ClassifierWriter(nn.Module):
         nn.init.zeros_(self.bias.bias)
         self.log_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
         self.center = nn.Parameter(torch.zeros(cfg.feature_dim)) if cfg.center_features else None
+        self.skip = _mean_mlp(cfg, cfg.feature_dim + 1) if cfg.mean_skip == "classifier" else None
 
-    def forward(self, h: torch.Tensor):
-        return self.weight(h), self.bias(h).squeeze(-1), self.log_scale.exp()
+    def forward(self, h: torch.Tensor, sentence: torch.Tensor | None = None):
+        w, b = self.weight(h), self.bias(h).squeeze(-1)
+        if self.skip is not None:
+            wb = self.skip(sentence)
+            w, b = w + wb[:, :-1], b + wb[:, -1]
+        return w, b, self.log_scale.exp()
 
 
 class TensorDecoders(nn.Module):
@@ -251,7 +294,8 @@ class N3MetaModel(nn.Module):
             raise SynthesisError(f"need token states [K, L, D] with K >= 2 classes, got {tuple(states.shape)}")
         labels = self.tokens2label(states, mask)
         h = self.labels2adaptation(labels)
-        w, b, scale = self.classifier(h)
+        sentence = mean_embedding(states, mask.bool()) if self.classifier.skip is not None else None
+        w, b, scale = self.classifier(h, sentence)
         delta = self.decoders(h) if self.decoders is not None else {}
         return Adaptation(delta=delta, fc_weight=w, fc_bias=b, mu=self.mu, gamma=self.cfg.gamma,
                           logit_scale=scale if self.cfg.cosine_classifier else scale.new_ones(()),

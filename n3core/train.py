@@ -70,11 +70,11 @@ class TrainConfig:
     eval_every: int = 100
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
-    feature_views: int = 8           # fc-only: augmented views per photo, featurised once
+    feature_views: int = 8           # fc-only: views per photo featurised once: the whole photo + augmented crops
     text_variants: int = 8           # per class: the full text + sentence-dropped copies
     sentence_keep: float = 0.7       # keep probability of each sentence in a variant
     extra_descriptions: list = field(default_factory=list)  # more description sets used as training variants
-    cache_side: int = 192
+    cache_side: int = 192            # photos are kept in memory at max(cache_side, image_size) px
     seed: int = 0
     init_from: str | None = None     # a checkpoint whose matching weights start this run
     device: str = "auto"
@@ -344,8 +344,9 @@ def _train(model_cfg, cfg, out: Path, device, rank: int, world: int, resume, pro
     bank = _TextBank(text_encoder, variants, split["train"] + split["val"])
     if bank.truncated:
         say(f"[n3] {len(bank.truncated)} descriptions truncated to {model_cfg.text_max_length} tokens", flush=True)
-    train_cache = ImageCache(train_set.records, cfg.cache_side, progress=progress)
-    val_cache = ImageCache(val_set.records, cfg.cache_side, progress=progress)
+    side = max(cfg.cache_side, model_cfg.image_size)
+    train_cache = ImageCache(train_set.records, side, progress=progress)
+    val_cache = ImageCache(val_set.records, side, progress=progress)
     sampler = EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed)
     pre = backbone.preprocess
 
@@ -480,12 +481,13 @@ def _prune(out: Path, keep: int) -> None:
 @torch.no_grad()
 def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, cfg: TrainConfig, device,
                progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """fc-only: frozen-backbone features of ``feature_views`` augmented views per train photo
-    ``[N, V, F]`` and of each val photo ``[N_val, F]``."""
+    """fc-only: frozen-backbone features of ``feature_views`` views per train photo ``[N, V, F]``
+    (view 0 the whole photo as evaluation sees it, the others augmented crops) and of each val
+    photo ``[N_val, F]``."""
     pre, size = model.backbone.preprocess, model.cfg.image_size
     m = model.backbone_module
-    key = hashlib.sha256(json.dumps([model.backbone.name, model.backbone.weights_source, size, cfg.feature_views,
-                                     cfg.seed, cfg.cache_side, [str(r.path) for r in train_cache.records],
+    key = hashlib.sha256(json.dumps(["view0-clean", model.backbone.name, model.backbone.weights_source, size, cfg.feature_views,
+                                     cfg.seed, train_cache.side, [str(r.path) for r in train_cache.records],
                                      [str(r.path) for r in val_cache.records]]).encode()).hexdigest()[:16]
     paths = [cache_dir() / f"features-{key}-{part}.npy" for part in ("train", "val")]
     if model.backbone.pretrained and all(p.exists() for p in paths):
@@ -500,7 +502,8 @@ def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, c
     with tqdm(total=total, desc="featurising (fc-only)", disable=not progress, mininterval=5) as pb:
         for v in range(cfg.feature_views):
             for s in range(0, len(train_cache), bs):
-                x = augment_batch(train_cache.images[s:s + bs], size, pre.mean, pre.std, gen).to(device)
+                x = (eval_batch(train_cache.images[s:s + bs], size, pre.mean, pre.std) if v == 0 else
+                     augment_batch(train_cache.images[s:s + bs], size, pre.mean, pre.std, gen)).to(device)
                 tf[s:s + bs, v] = m(x).float().cpu()
                 pb.update(1)
         vf = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores, extract_features,
-                              maxpool_text, per_class_top1, predict, train_pdcnn)
+                              maxpool_text, meanpool_text, per_class_top1, predict, train_pdcnn)
 
 
 def planted(n_classes=12, per_class=20, f_dim=16, t_dim=10, seed=0):
@@ -66,6 +66,17 @@ def test_maxpool_text_ignores_special_tokens_and_padding(text_encoder):
     enc = text_encoder.encode([short])
     n = int(enc.mask[0].sum())
     torch.testing.assert_close(alone[0], enc.states[0, 1:n - 1].max(0).values)
+
+
+def test_meanpool_text_is_minilm_sentence_embedding(text_encoder):
+    short, long = "Red crest.", "A long description of a bird with many words about its wings and tail."
+    both = meanpool_text(text_encoder, [short, long])
+    torch.testing.assert_close(both[0], meanpool_text(text_encoder, [short])[0])   # no padding in the mean
+    enc = text_encoder.encode([long])
+    n = int(enc.mask[0].sum())
+    ref = torch.nn.functional.normalize(enc.states[0, 1:n - 1].mean(0), dim=0)
+    torch.testing.assert_close(both[1], ref)
+    assert torch.allclose(both.norm(dim=-1), torch.ones(2))
 
 
 def test_extract_features_gives_pooled_features_and_maps(lite0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from n3core.meta import Adaptation, N3Config, N3MetaModel, N3Model, SynthesisError
+from n3core.meta import Adaptation, N3Config, N3MetaModel, N3Model, SynthesisError, mean_embedding
 from tests.conftest import tiny_config
 
 
@@ -70,8 +70,13 @@ def test_backbone_is_never_mutated(tiny_backbone):
     assert not tiny_backbone.module.training, "BatchNorm statistics stay frozen"
 
 
-def test_permuting_classes_permutes_rows(tiny_backbone):
-    model = N3Model(tiny_config(), tiny_backbone).eval()
+MEAN_SKIP = [{}, {"mean_skip": "label", "mean_hidden": 16}, {"mean_skip": "classifier", "mean_hidden": 16}]
+SKIP_IDS = ["token", "token+mean-label", "token+mean-classifier"]
+
+
+@pytest.mark.parametrize("extra", MEAN_SKIP, ids=SKIP_IDS)
+def test_permuting_classes_permutes_rows(tiny_backbone, extra):
+    model = N3Model(tiny_config(**extra), tiny_backbone).eval()
     states, mask = _inputs()
     perm = torch.tensor([2, 0, 3, 1])
     with torch.no_grad():
@@ -84,8 +89,9 @@ def test_permuting_classes_permutes_rows(tiny_backbone):
         assert torch.allclose(model(x, states[perm], mask[perm]), model(x, states, mask)[:, perm], atol=1e-5)
 
 
-def test_padding_tokens_do_not_matter(tiny_backbone):
-    meta = N3MetaModel(tiny_config(), tiny_backbone.tensors).eval()
+@pytest.mark.parametrize("extra", MEAN_SKIP, ids=SKIP_IDS)
+def test_padding_tokens_do_not_matter(tiny_backbone, extra):
+    meta = N3MetaModel(tiny_config(**extra), tiny_backbone.tensors).eval()
     states, mask = _inputs()
     noisy = states.clone()
     noisy[~mask] = 100.0
@@ -93,14 +99,56 @@ def test_padding_tokens_do_not_matter(tiny_backbone):
         assert torch.allclose(meta(states, mask).fc_weight, meta(noisy, mask).fc_weight, atol=1e-5)
 
 
-def test_gradients_reach_every_meta_parameter(tiny_backbone):
-    model = N3Model(tiny_config(), tiny_backbone)
+@pytest.mark.parametrize("extra", MEAN_SKIP, ids=SKIP_IDS)
+def test_gradients_reach_every_meta_parameter(tiny_backbone, extra):
+    model = N3Model(tiny_config(**extra), tiny_backbone)
     model.train()
     y = torch.tensor([0, 1, 2, 3, 0])
     loss = torch.nn.functional.cross_entropy(model(torch.randn(5, 3, 16, 16), *_inputs()), y)
     loss.backward()
-    missing = [n for n, p in model.meta.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    # the bias writer's own bias adds one constant to every logit: softmax cross-entropy's gradient
+    # for it is a sum of (p_k - y_k) over the classes, zero up to rounding, so it is not checked
+    missing = [n for n, p in model.meta.named_parameters()
+               if n != "classifier.bias.bias" and (p.grad is None or p.grad.abs().sum() == 0)]
     assert missing == []
+
+
+def test_mean_embedding_is_the_normalised_mean_of_the_word_tokens(tiny_backbone):
+    states, mask = _inputs()
+    emb = mean_embedding(states, mask)
+    for k in range(len(states)):
+        n = int(mask[k].sum())
+        words = states[k, 1:n - 1]                       # [CLS] first and [SEP] last are left out
+        assert torch.allclose(emb[k], torch.nn.functional.normalize(words.mean(0), dim=0), atol=1e-6)
+    # the skip path is live: changing word tokens changes the label embedding through it
+    t2l = N3MetaModel(tiny_config(mean_skip="label", mean_hidden=16), tiny_backbone.tensors).tokens2label.eval()
+    t2l.encoder = torch.nn.Identity()
+    t2l.encoder.forward = lambda x, src_key_padding_mask=None: x * 0
+    moved = states.clone()
+    moved[0, 2] += 3.0
+    with torch.no_grad():
+        a, b = t2l(states, mask), t2l(moved, mask)
+    assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1:], b[1:])
+
+
+def test_classifier_skip_alone_is_pdcnn_fc(tiny_backbone):
+    """With the transformers' row zeroed, row k is the sentence-embedding MLP's output."""
+    meta = N3MetaModel(tiny_config(mean_skip="classifier", mean_hidden=16), tiny_backbone.tensors).eval()
+    torch.nn.init.zeros_(meta.classifier.weight[-1].weight)
+    torch.nn.init.zeros_(meta.classifier.weight[-1].bias)
+    states, mask = _inputs()
+    with torch.no_grad():
+        a = meta(states, mask)
+        wb = meta.classifier.skip(mean_embedding(states, mask))
+    assert torch.allclose(a.fc_weight, wb[:, :-1], atol=1e-6)
+    with pytest.raises(ValueError, match="mean_skip"):
+        tiny_config(mean_skip="yes")
+
+
+def test_legacy_pool_skip_key():
+    assert N3Config.from_dict({"d_model": 8, "n_heads": 2, "pool_skip": False}).d_model == 8
+    with pytest.raises(ValueError, match="pool_skip"):
+        N3Config.from_dict({"pool_skip": True})
 
 
 def test_fc_only_mode_has_no_decoders(tiny_backbone):
