@@ -158,8 +158,8 @@ def main() -> None:
         t1, t5 = cell(r)
         lines.append(f"| {g} | {m} | {pct(t1)} | {pct(t5)} | {mu} |")
     parts += ["## Ablations\n", "### γ and initial μ (the paper's table 3), N3 full on ss0\n",
-              "The full stage of the shipped recipe (decoders and μ learn), shortened to 100 steps, from the shipped "
-              "fc-only run, for each (γ, μ₀); val picks step 50 or 100; `benchmarks/n3_runs.sh`. γ is fixed; μ is "
+              "Run on the v1 models: the full stage of the v1 recipe (decoders and μ learn), shortened to 100 steps, "
+              "from the v1 fc-only run, for each (γ, μ₀); val picks step 50 or 100; `benchmarks/n3_runs.sh`. γ is fixed; μ is "
               "trainable (its value in the evaluated checkpoint is shown).\n", "\n".join(lines), "",
               "Reading: γ < 1 scales every adapted tensor, convolutions and BatchNorm scales and shifts alike; "
               "with BatchNorm statistics frozen at their pretrained values the shrinkage compounds over Lite0's "
@@ -174,7 +174,7 @@ def main() -> None:
             k = (fc or full)["classes"]
             lines.append(f"| {name} | {k} | {pct(cell(fc)[0])} / {pct(cell(fc)[1])} | {pct(cell(full)[0])} / {pct(cell(full)[1])} |")
         parts += ["### Description source (the paper's table 4, and what it left open), ss0 test\n",
-                  "The shipped ss0 models (trained on All About Birds) with other texts swapped in at test time; "
+                  "The shipped (v2) ss0 models (trained on All About Birds) with other texts swapped in at test time; "
                   f"`benchmarks/description_ablations.py`. *shuffled*: every class gets another test class's text. "
                   f"*name_masked*: the class's own name replaced by \"this bird\" ({da['name_masked_changed']} changed). "
                   "Wikipedia covers only some test classes, so All About Birds on the same classes is given beside it.\n",
@@ -227,7 +227,11 @@ def main() -> None:
                 "each step. Ideas not yet tried: low-rank or shared decoders, adapting fewer tensors.")
         if perf["inference_ratio"] < 0.95:
             missed.append(f"**Missed: inference ratio {perf['inference_ratio']:.3f} (target ≥ 0.95).**")
-        parts += ["## Performance\n", f"`benchmarks/perf.py` on {perf['machine']}.\n", "\n".join(lines), "",
+        shipped = json.loads((ROOT / "checkpoints" / "n3-effl0-minilm-ss0" / "checkpoint.json").read_text())["config"]
+        stale = (f" **Measured on the v1 models at {perf['inference']['image_size']} px, before the v2 checkpoints "
+                 f"({shipped['image_size']} px) shipped; not rerun since.**"
+                 if perf["inference"]["image_size"] != shipped["image_size"] else "")
+        parts += ["## Performance\n", f"`benchmarks/perf.py` on {perf['machine']}.{stale}\n", "\n".join(lines), "",
                   *(m + "\n" for m in missed),
                   "Growth with the number of classes (each K in a fresh process; memory = rise of the peak resident "
                   "set over a 2-class synthesis in the same process):\n", "\n".join(glines), "",
@@ -237,7 +241,7 @@ def main() -> None:
         app = load(RES / "app_latency.json")
         if app:
             parts += [f"App, edit → updated predictions (both classifiers re-synthesized, 10 photos classified; "
-                      f"`benchmarks/app_latency.py`): K = 5: {app['5']['predictions_ms']:.0f} ms, K = 25: "
+                      f"`benchmarks/app_latency.py`, {app.get('machine', 'this machine')}): K = 5: {app['5']['predictions_ms']:.0f} ms, K = 25: "
                       f"{app['25']['predictions_ms']:.0f} ms; whole page rerun {app['5']['page_rerun_ms']:.0f} / "
                       f"{app['25']['page_rerun_ms']:.0f} ms.\n"]
 
