@@ -65,7 +65,8 @@ def main_table(rows: dict) -> str:
         ms = (f"{pct(statistics.mean(t1s))} ± {100 * statistics.stdev(t1s):.1f}" if len(t1s) == 3 else "—")
         cells = ["not run" if c == "missing" and "v2" in name else c for c in cells]
         t1, t5 = cell(per.get("ps"))
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ms} | {'missing' if t1 is None else f'{pct(t1)} / {pct(t5)}'} |")
+        ps = ("not run" if "v2" in name else "missing") if t1 is None else f"{pct(t1)} / {pct(t5)}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ms} | {ps} |")
     return "\n".join(lines)
 
 
