@@ -166,3 +166,35 @@ def test_export_runs_with_torch_alone(tmp_path, text_encoder):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "['a', 'b', 'c'] 16" in r.stdout
     assert torch.allclose(torch.load(tmp_path / "y.pt"), ref, atol=1e-5)
+
+
+def test_fc_only_view_0_is_the_whole_photo_and_the_others_are_crops():
+    """fc-only trains on cached features: view 0 must be what evaluation computes (the whole
+    photo), the other views augmented crops."""
+    from n3core.imagecache import eval_batch
+    from n3core.train import _featurise
+
+    class _Cache:
+        side = 20
+
+        def __init__(self, images):
+            from types import SimpleNamespace
+
+            self.images = images
+            self.records = [SimpleNamespace(path=f"photo{i}.jpg") for i in range(len(images))]
+
+        def __len__(self):
+            return len(self.images)
+
+    bb = make_tiny_backbone()
+    model = N3Model(tiny_config(mode="fc-only"), bb)
+    g = torch.Generator().manual_seed(0)
+    train_c, val_c = (_Cache(torch.randint(0, 256, (n, 3, 20, 20), dtype=torch.uint8, generator=g)) for n in (5, 3))
+    tf, vf = _featurise(model, train_c, val_c, TrainConfig(feature_views=3), "cpu", progress=False)
+    assert tf.shape == (5, 3, 8) and vf.shape == (3, 8)
+    pre = bb.preprocess
+    with torch.no_grad():
+        whole = bb.module(eval_batch(train_c.images, 16, pre.mean, pre.std))
+        torch.testing.assert_close(tf[:, 0], whole)
+        torch.testing.assert_close(vf, bb.module(eval_batch(val_c.images, 16, pre.mean, pre.std)))
+    assert not torch.allclose(tf[:, 1], whole, atol=1e-4) and not torch.allclose(tf[:, 1], tf[:, 2], atol=1e-4)
