@@ -9,8 +9,8 @@ plus the details:
 * synthesis (full adaptation, the shipped checkpoint): ``cold`` = every description encoded
   (text cache cleared), ``one_edit`` = one description changed (the rest cached); medians;
 * inference: images/s of the synthesized classifier vs the plain pretrained backbone with a
-  linear head, same batch (64) and resolution (160 px); ratio = synthesized / plain;
-* one training step, batch 32 at 160 px, K = 25: N3 full (meta-model → Θ' → backbone through
+  linear head, same batch (64) and resolution (the shipped checkpoint's, 224 px since v2); ratio = synthesized / plain;
+* one training step, batch 32 at the shipped checkpoint's resolution, K = 25: N3 full (meta-model → Θ' → backbone through
   ``functional_call``, backward into the meta-model), N3 fc-only (frozen backbone features),
   plain fine-tuning of every backbone weight with a linear head;
 * peak resident memory of a real training run (``python -m n3core train``, full mode, 30
