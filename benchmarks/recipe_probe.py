@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from n3core.backbones import create_backbone
-from n3core.baselines import (PDCNNConfig, PDCNNFC, eszsl_fit, eszsl_scores, extract_features, per_class_top1,
-                              predict, train_pdcnn)
+from n3core.baselines import (PDCNNConfig, PDCNNFC, eszsl_fit, eszsl_scores, extract_features, maxpool_text,
+                              meanpool_text, per_class_top1, predict, train_pdcnn)
 from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
 from n3core.evaluate import write_report
 from n3core.imagecache import ImageCache, cache_dir, save_array
@@ -60,15 +60,21 @@ def features(bb, records, size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def text_vectors(te: TextEncoder, texts: list[str], how: str) -> torch.Tensor:
+    """One vector per description ``[K, D]``; the paragraph variants are the baselines' own
+    :func:`maxpool_text` / :func:`meanpool_text`, the sentence variants encode each sentence alone."""
+    if how == "maxpool-paragraph":
+        return maxpool_text(te, texts)
+    if how == "mean-paragraph":
+        return meanpool_text(te, texts)
     out = []
     for t in texts:
-        units = [t] if how.endswith("-paragraph") else split_sentences(t)
+        units = split_sentences(t)
         enc = te.encode(units)
         m = enc.mask.clone()
         m[:, 0] = False
         m[torch.arange(len(units)), enc.mask.sum(1) - 1] = False       # no [CLS] / [SEP]
         w = m.unsqueeze(-1).float()
-        if how in ("mean-sentence-embeddings", "mean-paragraph"):
+        if how == "mean-sentence-embeddings":
             sent = (enc.states * w).sum(1) / w.sum(1).clamp_min(1)
             out.append(F.normalize(sent, dim=-1).mean(0))
         elif how == "mean-sentence-tokens":

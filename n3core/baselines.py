@@ -12,7 +12,8 @@ same splits and protocol as N3 (``docs/RESULTS.md``):
 * :func:`eszsl_fit` — ESZSL (Romera-Paredes and Torr, 2015): the closed-form bilinear map
   ``V = (XᵀX + γI)⁻¹ Xᵀ Y S (SᵀS + λI)⁻¹`` between image features and class embeddings.
 
-Description embeddings: :func:`maxpool_text` (max-pooled MiniLM token states, 384-d) or
+Description embeddings: :func:`maxpool_text` (max-pooled MiniLM token states, 384-d),
+:func:`meanpool_text` (their normalised mean, MiniLM's sentence embedding) or
 :class:`TfidfText` (a bag-of-words TF-IDF encoder fitted on the training descriptions only,
 the ablation's stand-in for the paper's GloVe row).
 
@@ -34,7 +35,7 @@ from .backbones import Backbone
 from .evaluate import per_class_accuracy
 from .imagecache import ImageCache, eval_batch
 
-__all__ = ["extract_features", "pca_maps", "maxpool_text", "TfidfText", "PDCNNFC", "PDCNNFCConv", "train_pdcnn",
+__all__ = ["extract_features", "pca_maps", "maxpool_text", "meanpool_text", "TfidfText", "PDCNNFC", "PDCNNFCConv", "train_pdcnn",
            "eszsl_fit", "eszsl_scores", "PDCNNConfig"]
 
 
