@@ -74,11 +74,17 @@ class TrainConfig:
     text_variants: int = 8           # per class: the full text + sentence-dropped copies
     sentence_keep: float = 0.7       # keep probability of each sentence in a variant
     extra_descriptions: list = field(default_factory=list)  # more description sets used as training variants
+    main_text_prob: float | None = None  # P(a class reads its main description unchanged) per step;
+                                         # else a uniform pick among its other variants. None: uniform over all
     cache_side: int = 192            # photos are kept in memory at max(cache_side, image_size) px
     seed: int = 0
     init_from: str | None = None     # a checkpoint whose matching weights start this run
     device: str = "auto"
     threads: int = 0                 # torch threads on CPU (0: torch's default)
+
+    def __post_init__(self):
+        if self.main_text_prob is not None and not 0.0 <= self.main_text_prob <= 1.0:
+            raise ValueError(f"main_text_prob must lie in [0, 1] (or be null), got {self.main_text_prob}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -147,9 +153,12 @@ class _TextBank:
     """Token states of every class description (and its training variants), computed once.
 
     ``get(classes)`` → padded ``[K, L, D]`` states and mask of variant 0 (the full text);
-    ``get(classes, rng)`` picks a random variant per class (training)."""
+    ``get(classes, rng)`` picks a random variant per class (training): variant 0 with probability
+    ``main_prob`` and otherwise one of the others, or uniformly over all when ``main_prob`` is None."""
 
-    def __init__(self, encoder: TextEncoder, variants: dict[str, list[str]], classes: list[str]):
+    def __init__(self, encoder: TextEncoder, variants: dict[str, list[str]], classes: list[str],
+                 main_prob: float | None = None):
+        self.main_prob = main_prob
         flat = [(c, t) for c in classes for t in variants[c]]
         self.rows: dict[str, list[int]] = {c: [] for c in classes}
         for j, (c, _) in enumerate(flat):
@@ -166,12 +175,21 @@ class _TextBank:
             self.states[j, :len(t)] = t
             self.mask[j, :len(t)] = True
 
-    def get(self, classes: list[str], device, rng=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pick(self, classes: list[str], rng=None) -> list[int]:
+        """Row of the text each class reads: variant 0 without ``rng``, else a random variant."""
         if rng is None:
-            idx = [self.rows[c][0] for c in classes]
-        else:
-            idx = [self.rows[c][int(torch.randint(len(self.rows[c]), (1,), generator=rng))] for c in classes]
-        idx = torch.tensor(idx)
+            return [self.rows[c][0] for c in classes]
+        if self.main_prob is None:
+            return [self.rows[c][int(torch.randint(len(self.rows[c]), (1,), generator=rng))] for c in classes]
+        idx = []
+        for c in classes:
+            rows = self.rows[c]
+            main = len(rows) == 1 or float(torch.rand(1, generator=rng)) < self.main_prob
+            idx.append(rows[0] if main else rows[1 + int(torch.randint(len(rows) - 1, (1,), generator=rng))])
+        return idx
+
+    def get(self, classes: list[str], device, rng=None) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.tensor(self.pick(classes, rng))
         mask = self.mask[idx]
         L = int(mask.sum(1).max())
         return self.states[idx, :L].to(device), mask[:, :L].to(device)
@@ -341,7 +359,7 @@ def _train(model_cfg, cfg, out: Path, device, rank: int, world: int, resume, pro
         model.meta.load_state_dict(matched, strict=False)
         say(f"[n3] initialised {len(matched)}/{len(own)} tensors from {cfg.init_from}", flush=True)
 
-    bank = _TextBank(text_encoder, variants, split["train"] + split["val"])
+    bank = _TextBank(text_encoder, variants, split["train"] + split["val"], cfg.main_text_prob)
     if bank.truncated:
         say(f"[n3] {len(bank.truncated)} descriptions truncated to {model_cfg.text_max_length} tokens", flush=True)
     side = max(cfg.cache_side, model_cfg.image_size)

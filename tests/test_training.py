@@ -198,3 +198,31 @@ def test_fc_only_view_0_is_the_whole_photo_and_the_others_are_crops():
         torch.testing.assert_close(tf[:, 0], whole)
         torch.testing.assert_close(vf, bb.module(eval_batch(val_c.images, 16, pre.mean, pre.std)))
     assert not torch.allclose(tf[:, 1], whole, atol=1e-4) and not torch.allclose(tf[:, 1], tf[:, 2], atol=1e-4)
+
+
+def test_text_bank_reads_the_main_description_with_main_text_prob(text_encoder):
+    from n3core.train import _TextBank
+
+    variants = {"a": ["Main text of a.", "Other a one.", "Other a two."], "b": ["Only text of b."]}
+
+    def draws(main_prob, n=600):
+        bank = _TextBank(text_encoder, variants, ["a", "b"], main_prob)
+        g = torch.Generator().manual_seed(0)
+        picks = [bank.pick(["a", "b"], g) for _ in range(n)]
+        assert all(p[1] == bank.rows["b"][0] for p in picks)          # one variant: always it
+        return bank, [p[0] - bank.rows["a"][0] for p in picks]         # variant number of class a
+
+    assert set(draws(1.0)[1]) == {0}
+    assert set(draws(0.0)[1]) == {1, 2}                                # never the main text, both others
+    _, v = draws(0.7)
+    assert abs(v.count(0) / len(v) - 0.7) < 0.07 and abs(v.count(1) - v.count(2)) < 0.1 * len(v)
+    _, v = draws(None)                                                 # uniform over all three
+    assert all(abs(v.count(i) / len(v) - 1 / 3) < 0.07 for i in range(3))
+    bank, _ = draws(0.5)
+    st, mask = bank.get(["a", "b"], "cpu")                             # no rng: the main texts
+    assert torch.equal(st[0, :int(mask[0].sum())], bank.states[0, :int(bank.mask[0].sum())])
+
+
+def test_main_text_prob_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="main_text_prob"):
+        TrainConfig.from_dict({"main_text_prob": 1.5})
