@@ -121,7 +121,7 @@ class TextEncoder(nn.Module):
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` with special tokens, before truncation."""
-        return len(self.tokenizer(_check_text(text, 0), add_special_tokens=True)["input_ids"])
+        return len(self.tokenizer(_check_text(text, 0), add_special_tokens=True, verbose=False)["input_ids"])
 
     def clear_cache(self) -> None:
         with self._lock:
@@ -130,7 +130,7 @@ class TextEncoder(nn.Module):
     def _run(self, texts: list[str], grad: bool) -> list[_Entry]:
         tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                              return_offsets_mapping=True, return_tensors="pt")
-        full = self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        full = self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]  # counts only: no length warning
         dev = next(self.model.parameters()).device
         with torch.set_grad_enabled(grad):
             out = self.model(input_ids=tok["input_ids"].to(dev),
