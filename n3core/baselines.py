@@ -178,14 +178,21 @@ class PDCNNFCConv(PDCNNFC):
 
 
 def train_pdcnn(model: PDCNNFC, feats: torch.Tensor, labels: torch.Tensor, text: torch.Tensor, cfg: PDCNNConfig,
-                maps: torch.Tensor | None = None, val=None, batch_size: int = 512) -> tuple[PDCNNFC, list[float]]:
+                maps: torch.Tensor | None = None, val=None, batch_size: int = 512,
+                alternatives: list[list[torch.Tensor]] | None = None, main_prob: float = 0.5
+                ) -> tuple[PDCNNFC, list[float]]:
     """Cross-entropy over all training classes at once, mini-batches of images. ``val`` =
     ``(feats, labels, text, maps)`` of the val classes: the epoch with the best val per-class
-    top-1 is kept. Returns the model (best weights loaded) and the val curve."""
+    top-1 is kept. ``alternatives[k]``: other description vectors of training class k (other
+    description sets, edited copies); each mini-batch, class k reads ``text[k]`` with probability
+    ``main_prob`` and otherwise one of its alternatives, as N3's ``main_text_prob`` does.
+    Returns the model (best weights loaded) and the val curve."""
     import copy
+    import random
 
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     curve, best, best_state = [], -1.0, None
     n = len(feats)
@@ -194,7 +201,11 @@ def train_pdcnn(model: PDCNNFC, feats: torch.Tensor, labels: torch.Tensor, text:
         perm = torch.randperm(n, generator=g)
         for s in range(0, n, batch_size):
             idx = perm[s:s + batch_size]
-            logits = model(feats[idx], text, maps[idx] if maps is not None else None)
+            t = text
+            if alternatives is not None:
+                t = torch.stack([rng.choice(a) if a and rng.random() >= main_prob else text[k]
+                                 for k, a in enumerate(alternatives)])
+            logits = model(feats[idx], t, maps[idx] if maps is not None else None)
             loss = F.cross_entropy(logits, labels[idx], label_smoothing=0.1)
             opt.zero_grad()
             loss.backward()

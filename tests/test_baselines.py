@@ -49,6 +49,26 @@ def test_pdcnn_fc_and_conv_learn_and_pick_the_best_val_epoch():
     assert conv.proj.weight.grad is not None and conv.h[1].weight.grad is not None
 
 
+def test_pdcnn_alternative_texts_are_read_with_main_prob():
+    x, y, text = planted(n_classes=20)
+    cfg = PDCNNConfig(hidden=16, dropout=0.0, lr=3e-3, epochs=5)
+    other = torch.randn(20, 10, generator=torch.Generator().manual_seed(5))
+
+    def weights(t, **kw):
+        torch.manual_seed(0)                                # same initial weights every time
+        model, _ = train_pdcnn(PDCNNFC(10, 16, cfg), x, y, t, cfg, batch_size=64, **kw)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    alts = [[o] for o in other]
+    main_only, others_only = weights(text), weights(other)
+    assert torch.allclose(weights(text, alternatives=alts, main_prob=1.0), main_only)
+    assert torch.allclose(weights(text, alternatives=alts, main_prob=0.0), others_only)
+    mixed = weights(text, alternatives=alts, main_prob=0.5)
+    assert not torch.allclose(mixed, main_only) and not torch.allclose(mixed, others_only)
+    # a class without alternatives always reads its main text
+    assert torch.allclose(weights(text, alternatives=[[] for _ in range(20)], main_prob=0.0), main_only)
+
+
 def test_tfidf_vocabulary_comes_from_the_fitted_texts_only():
     tf = TfidfText(min_df=1).fit(["red bird with a red crest", "blue bird"])
     v = tf(["red red crest", "green parrot"])
