@@ -90,8 +90,10 @@ class SplitData:
     """Features, labels and text embeddings of one split's train / val / test classes; feature
     maps reduced to 64 channels by a PCA fitted on this split's training images."""
 
-    def __init__(self, split: dict, cub, feats, maps, text):
+    def __init__(self, split: dict, cub, feats, maps, text, alternatives: dict | None = None):
         self.parts = {}
+        # other description vectors of each training class (PDCNN-FC reads them half the time)
+        self.alternatives = [alternatives.get(c, []) for c in split["train"]] if alternatives else None
         if maps is not None:
             train = set(split["train"])
             maps = pca_maps(maps, torch.tensor([i for i, r in enumerate(cub.records) if r.label in train]))
@@ -109,7 +111,8 @@ def run_pdcnn(kind: str, data: SplitData, hp: dict) -> tuple:
     cfg = PDCNNConfig(**hp)
     model = PDCNNFC(t.shape[1], f.shape[1], cfg) if kind == "fc" else PDCNNFCConv(t.shape[1], f.shape[1], m.shape[1], cfg)
     model, curve = train_pdcnn(model, f, y, t, cfg, maps=m if kind == "conv" else None,
-                               val=data.parts["val"] if kind == "conv" else data.parts["val"][:3] + (None,))
+                               val=data.parts["val"] if kind == "conv" else data.parts["val"][:3] + (None,),
+                               alternatives=data.alternatives if kind == "fc" else None, main_prob=0.5)
     return model, max(curve)
 
 
@@ -160,6 +163,9 @@ def main() -> None:
     ap.add_argument("--no-ablations", action="store_true")
     ap.add_argument("--image-size", type=int, default=160)
     ap.add_argument("--text", choices=["maxpool", "mean"], default="maxpool")
+    ap.add_argument("--extra-sets", nargs="*", default=[],
+                    help="description sets PDCNN-FC also trains on (each class reads its main text with probability "
+                         "0.5, else one of these), as N3's extra_descriptions / main_text_prob")
     args = ap.parse_args()
     global IMAGE_SIZE
     IMAGE_SIZE = args.image_size
@@ -173,19 +179,26 @@ def main() -> None:
     classes = cub.classes
     pool = maxpool_text if args.text == "maxpool" else meanpool_text
     minilm = dict(zip(classes, pool(te, [desc[c] for c in classes])))
+    alternatives = {c: [] for c in classes}
+    for name in args.extra_sets:
+        more = load_descriptions(description_file(root, name))
+        have = [c for c in classes if c in more]
+        for c, v in zip(have, pool(te, [more[c] for c in have])):
+            alternatives[c].append(v)
     bb = create_backbone("efficientnet_lite0")
     t0 = time.time()
     feats, maps = cached_features(bb, cache, "pretrained", maps=True)
     print(f"features {tuple(feats.shape)}, maps {tuple(maps.shape)} in {time.time() - t0:.0f} s", flush=True)
     report = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
               "protocol": "per-class top-1/top-5 on the test classes, median of 10 class orders",
-              "features": f"frozen efficientnet_lite0, centre crop {IMAGE_SIZE} px", "text": f"{args.text}-pooled MiniLM token states", "image_size": IMAGE_SIZE,
+              "features": f"frozen efficientnet_lite0, centre crop {IMAGE_SIZE} px", "text": f"{args.text}-pooled MiniLM token states",
+              "extra_sets": args.extra_sets, "image_size": IMAGE_SIZE,
               "search_budget": BUDGET, "main": {}, "ablations": {}}
     if Path(args.out).exists():                      # keep what is not rerun
         old = json.loads(Path(args.out).read_text())
         report["main"], report["ablations"] = old.get("main", {}), old.get("ablations", {})
     for s in args.splits:
-        data = SplitData(load_split(root, s), cub, feats, maps, minilm)
+        data = SplitData(load_split(root, s), cub, feats, maps, minilm, alternatives if args.extra_sets else None)
         report["main"].setdefault(s, {})
         for name in args.methods:
             r = method_result(name, data)
