@@ -135,8 +135,9 @@ def v3_sections() -> list[str]:
                 f"Learner: {probe['learner']}. {probe['protocols']['cv']}; {probe['protocols']['dev']}. "
                 f"Per-class top-1 (%); {probe['machine']}.\n", "\n".join(lines), "",
                 "Reading the other description sets for half of the steps is the largest single gain found in this "
-                "project; reading only them (main 0) is worse than not using them, and sentence-dropped copies add "
-                "nothing for this learner.\n"]
+                "project; main 0.5 and 0.7 are level (v3 uses 0.5, the value an earlier scratch run of this probe "
+                "favoured); reading only the other sets (main 0) is worse than not using them; sentence-dropped copies "
+                "add little alone and cost about 3 CV points beside the sets for this learner (N3 needs them, below).\n"]
     dev = load(RES / "dev_split.json")
     if dev:
         lines = ["| fc-only variant | held-out top-1, mean of the last 3 evaluations | curve (every 100 steps) |",
@@ -149,11 +150,13 @@ def v3_sections() -> list[str]:
                 "sets.\n", "\n".join(lines), "",
                 "*classifier*: v2. *classifier-extra*: v2 plus the other sets, uniform over all 20 variants of a class "
                 "(the main text 1 time in 20). *classifier-sets*: the main text half the time, the other sets "
-                "otherwise, no sentence-dropped copies: best at step 100, then the transformer path memorises the "
-                "four texts per class and falls (*sets-slow*: the same at a third of the learning rates, same fall). "
-                "*sets-drop* (**v3**): as *classifier-sets* plus 8 sentence-dropped copies of the main text among the "
-                "alternatives; no fall. *sets-drop-p30*: main text with probability 0.3; *sets-drop-uniform16*: 16 "
-                "copies, uniform pick. The full stage reads the same texts.\n"]
+                "otherwise, no sentence-dropped copies: best at step 100, then it falls, as if the transformer path "
+                "memorised the four texts per class (*sets-slow*: the same at a third of the learning rates, same "
+                "fall). *sets-drop* (**v3**): as *classifier-sets* plus 7 sentence-dropped copies of the main text "
+                "among the alternatives (`text_variants` 8); no fall. *sets-drop-p30*: main text with probability 0.3; "
+                "*sets-drop-uniform16*: `text_variants` 16 and a uniform pick over all variants. One run (one seed) "
+                "each; seed-to-seed spread was not measured, so gaps of a few points are weak evidence. The full stage "
+                "reads the same texts.\n"]
     return out
 
 
