@@ -84,6 +84,15 @@ def text_vectors(te: TextEncoder, texts: list[str], how: str) -> torch.Tensor:
     return torch.stack(out)
 
 
+def ss0_trainval(root) -> tuple[list[str], list, list[str]]:
+    """ss0's 75 train + val classes (never its test classes), their photo records and each photo's class."""
+    cub = read_cub(root)
+    split = load_split(root, "ss0")
+    classes = split["train"] + split["val"]
+    records = [r for r in cub.records if r.label in set(classes)]
+    return classes, records, [r.label for r in records]
+
+
 def folds(classes: list[str], k: int, seed: int = 0) -> list[list[str]]:
     c = list(classes)
     random.Random(seed).shuffle(c)
@@ -115,11 +124,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     root = resolve_data_root(None)
-    cub = read_cub(root)
-    split = load_split(root, "ss0")
-    classes = split["train"] + split["val"]                      # never the test classes
-    records = [r for r in cub.records if r.label in set(classes)]
-    labels_of = [r.label for r in records]
+    classes, records, labels_of = ss0_trainval(root)
     desc = load_descriptions(description_file(root, "allaboutbirds"), classes)
     bb = create_backbone("efficientnet_lite0")
     te = TextEncoder()

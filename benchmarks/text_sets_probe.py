@@ -35,11 +35,11 @@ import torch
 
 from n3core.backbones import create_backbone
 from n3core.baselines import PDCNNConfig, PDCNNFC, meanpool_text, per_class_top1, predict, train_pdcnn
-from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
+from n3core.data import description_file, load_descriptions, resolve_data_root
 from n3core.evaluate import write_report
 from n3core.text import TextEncoder
 from n3core.train import text_variants
-from recipe_probe import features, folds
+from recipe_probe import features, folds, ss0_trainval
 
 ROOT = Path(__file__).resolve().parent.parent
 HP = dict(hidden=1024, dropout=0.5, lr=3e-4, weight_decay=1e-2, epochs=60)
@@ -54,11 +54,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "text_sets_probe.json"))
     args = ap.parse_args()
     root = resolve_data_root(None)
-    cub = read_cub(root)
-    split = load_split(root, "ss0")
-    classes = split["train"] + split["val"]                      # never the test classes
-    records = [r for r in cub.records if r.label in set(classes)]
-    labels_of = [r.label for r in records]
+    classes, records, labels_of = ss0_trainval(root)
     feats = features(create_backbone("efficientnet_lite0"), records, 224)
     te = TextEncoder()
 
