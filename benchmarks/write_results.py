@@ -77,6 +77,17 @@ def main_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def dev_table(dev: dict, names, steps_note: str = "") -> str:
+    """Markdown table of the dev-split runs in ``names`` (in the report's order): mean of the last 3
+    evaluations and the whole curve."""
+    lines = [f"| fc-only variant | held-out top-1, mean of the last 3 evaluations{steps_note} | curve (every 100 steps) |",
+             "| --- | --- | --- |"]
+    for name, r in dev["runs"].items():
+        if name in names:
+            lines.append(f"| {name} | {pct(r['mean_last_3'])} | {' '.join(pct(v) for _, v in r['curve'])} |")
+    return "\n".join(lines)
+
+
 def v2_sections() -> list[str]:
     out = ["## How v2 was chosen (no test class involved)\n"]
     probe = load(RES / "recipe_probe.json")
@@ -100,14 +111,9 @@ def v2_sections() -> list[str]:
                 "from a transformer over the token states alone.\n"]
     dev = load(RES / "dev_split.json")
     if dev:
-        lines = ["| fc-only variant | held-out top-1, mean of the last 3 evaluations (steps 800–1000) | curve (every 100 steps) |",
-                 "| --- | --- | --- |"]
-        for name, r in dev["runs"].items():
-            if name not in V2_DEV_RUNS:
-                continue
-            lines.append(f"| {name} | {pct(r['mean_last_3'])} | {' '.join(pct(v) for _, v in r['curve'])} |")
         out += ["### Where the sentence embedding enters (`benchmarks/dev_split_runs.sh`)\n",
-                f"fc-only N3 on a development split: {dev['split']}; {dev['metric']}.\n", "\n".join(lines), "",
+                f"fc-only N3 on a development split: {dev['split']}; {dev['metric']}.\n",
+                dev_table(dev, V2_DEV_RUNS, " (steps 800–1000)"), "",
                 "*label*: the sentence-embedding MLP adds to the label embedding, before Labels2Adaptation. "
                 "*classifier*: it adds to each class's classifier row, so the transformers write a correction to a "
                 "row the sentence embedding already predicts (chosen). *classifier-extra*: the same with the "
@@ -140,14 +146,10 @@ def v3_sections() -> list[str]:
                 "add little alone and cost about 3 CV points beside the sets for this learner (N3 needs them, below).\n"]
     dev = load(RES / "dev_split.json")
     if dev:
-        lines = ["| fc-only variant | held-out top-1, mean of the last 3 evaluations | curve (every 100 steps) |",
-                 "| --- | --- | --- |"]
-        for name, r in dev["runs"].items():
-            if name in V2_DEV_RUNS[1:] or name not in V2_DEV_RUNS:
-                lines.append(f"| {name} | {pct(r['mean_last_3'])} | {' '.join(pct(v) for _, v in r['curve'])} |")
+        v3_runs = [n for n in dev["runs"] if n != "label"]          # v2's chosen runs, then the v3 candidates
         out += ["### In N3 itself (`benchmarks/dev_split_runs.sh`)\n",
                 f"fc-only N3 on the development split ({dev['metric']}); all but *classifier* read the three other "
-                "sets.\n", "\n".join(lines), "",
+                "sets.\n", dev_table(dev, v3_runs), "",
                 "*classifier*: v2. *classifier-extra*: v2 plus the other sets, uniform over all 20 variants of a class "
                 "(the main text 1 time in 20). *classifier-sets*: the main text half the time, the other sets "
                 "otherwise, no sentence-dropped copies: best at step 100, then it falls, as if the transformer path "
