@@ -14,7 +14,7 @@
 #   sets-slow:        as classifier-sets with lr_label 1e-4, lr_adapt 3e-4
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+source benchmarks/_runs.sh
 SPLIT=benchmarks/splits/ss0-dev.json
 mkdir -p runs
 run() {
@@ -27,8 +27,7 @@ r["model"].update(json.loads(sys.argv[1]).get("model", {}))
 r["train"].update(json.loads(sys.argv[1]).get("train", {}))
 json.dump(r, open(sys.argv[2], "w"))
 PY
-  $PY -m n3core train --split $SPLIT --out "runs/dev-$name" --config "runs/dev-$name.json" --no-progress \
-      --threads "${N3_THREADS:-0}" $( [ -d "runs/dev-$name" ] && echo --resume )
+  tr "runs/dev-$name" --split $SPLIT --config "runs/dev-$name.json"
 }
 run label '{"model": {"mean_skip": "label"}}'
 run classifier '{}'

@@ -9,11 +9,9 @@
 # a core to another job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+source benchmarks/_runs.sh
 R=benchmarks/results/n3
 mkdir -p "$R" runs
-ev() { [ -f "$3" ] || $PY -m n3core evaluate --checkpoint "$1" --split "$2" --out "$3" --no-progress; }
-tr() { local out=$1; shift; [ -d "$out/final" ] || $PY -m n3core train --out "$out" --no-progress --threads "${N3_THREADS:-0}" "$@" $( [ -d "$out" ] && echo --resume ); }
 for s in ss1 ss2; do
   tr runs/$s-fconly --split $s --config checkpoints/recipe-fconly-v1.json
   ev runs/$s-fconly/best $s "$R/$s-fconly.json"

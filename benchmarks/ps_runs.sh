@@ -8,10 +8,8 @@
 # Finished runs and evaluations are skipped. N3_THREADS=1 leaves a core to another job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+source benchmarks/_runs.sh
 R=benchmarks/results
-ev() { [ -f "$3" ] || $PY -m n3core evaluate --checkpoint "$1" --split "$2" --out "$3" --no-progress; }
-tr() { local out=$1; shift; [ -d "$out/final" ] || $PY -m n3core train --out "$out" --no-progress --threads "${N3_THREADS:-0}" "$@" $( [ -d "$out" ] && echo --resume ); }
 ev checkpoints/n3-effl0-minilm-ss0 ps $R/ss0-full-on-ps-test.json
 ev checkpoints/n3-effl0-minilm-ss0-fconly ps $R/ss0-fconly-on-ps-test.json
 tr runs/ps-v3-fconly --split ps --config checkpoints/recipe-fconly.json
