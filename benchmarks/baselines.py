@@ -65,21 +65,23 @@ def protocol(score_fn, feats, labels, n_classes: int, maps=None, permutations: i
             "per_class_top5": {"median": statistics.median(t5), "all": t5}, "classes": n_classes, "images": len(labels)}
 
 
-def cached_features(bb, cache: ImageCache, tag: str, maps: bool = False):
-    """extract_features, kept in the n3 cache folder as .npy (keyed by images, backbone, size)."""
+def cached_features(bb, cache: ImageCache, tag: str, maps: bool = False, size: int | None = None):
+    """extract_features at ``size`` px (default: this script's ``--image-size``), kept in the n3
+    cache folder as .npy (keyed by images, backbone, tag, size)."""
     import hashlib
 
     import numpy as np
 
     from n3core.imagecache import cache_dir, save_array
 
-    key = hashlib.sha256(("\n".join(str(r.path) for r in cache.records) + f"|{bb.name}|{tag}|{IMAGE_SIZE}"
+    size = size or IMAGE_SIZE
+    key = hashlib.sha256(("\n".join(str(r.path) for r in cache.records) + f"|{bb.name}|{tag}|{size}"
                           + (f"|{cache.side}" if cache.side != 192 else "")).encode()
                          ).hexdigest()[:16]
     fp, mp = cache_dir() / f"baseline-feats-{key}.npy", cache_dir() / f"baseline-maps-{key}.npy"
     if fp.exists() and (mp.exists() or not maps):
         return torch.from_numpy(np.load(fp)), (torch.from_numpy(np.load(mp)) if maps else None)
-    f, m = extract_features(bb, cache, IMAGE_SIZE, maps=maps)
+    f, m = extract_features(bb, cache, size, maps=maps)
     save_array(fp, f.numpy())
     if maps:
         save_array(mp, m.numpy())

@@ -26,12 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from n3core.backbones import create_backbone
-from n3core.baselines import (PDCNNConfig, PDCNNFC, eszsl_fit, eszsl_scores, extract_features, maxpool_text,
+from n3core.baselines import (PDCNNConfig, PDCNNFC, eszsl_fit, eszsl_scores, maxpool_text,
                               meanpool_text, per_class_top1, predict, train_pdcnn)
 from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
 from n3core.evaluate import write_report
-from n3core.imagecache import ImageCache, cache_dir, save_array
+from n3core.imagecache import ImageCache
 from n3core.text import TextEncoder, split_sentences
+
+from baselines import cached_features
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDS = 5
@@ -42,20 +44,8 @@ PDCNN_GRID = [dict(hidden=512, dropout=0.3, lr=1e-3, weight_decay=1e-3, epochs=6
 
 
 def features(bb, records, size: int) -> torch.Tensor:
-    import hashlib
-
-    import numpy as np
-
-    side = 224 if size > 192 else 192
-    key = hashlib.sha256(("\n".join(str(r.path) for r in records) + f"|{bb.name}|probe|{size}|{side}").encode()
-                         ).hexdigest()[:16]
-    path = cache_dir() / f"probe-feats-{key}.npy"
-    if path.exists():
-        return torch.from_numpy(np.load(path))
-    cache = ImageCache(records, side)
-    f, _ = extract_features(bb, cache, size)
-    save_array(path, f.numpy())
-    return f
+    """Frozen pooled features ``[N, F]`` of ``records``, centre crop at ``size`` px (cached)."""
+    return cached_features(bb, ImageCache(records, max(192, size)), "probe", size=size)[0]
 
 
 @torch.no_grad()
