@@ -8,7 +8,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: app test install browser
 
+# A fresh .venv takes about 6.5 GB (torch, transformers, streamlit, playwright): say so before pip
+# fails half-way with "No space left on device".
+NEED_KB := 8000000
+
 $(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || { avail=$$(df -Pk . | awk 'NR==2 {print $$4}'); [ "$$avail" -ge $(NEED_KB) ] || { \
+	  echo "make: installing .venv needs about $$(( $(NEED_KB) / 1000000 )) GB free disk here; only $$(( avail / 1000000 )) GB is free (df -h .)." >&2; exit 1; }; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
