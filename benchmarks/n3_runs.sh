@@ -1,34 +1,58 @@
 #!/usr/bin/env bash
 # N3 training runs behind docs/RESULTS.md (the shipped ss0 models and the ps runs of
 # benchmarks/ps_runs.sh are reused, not retrained):
-#   1. ss1 and ss2 with the shipped two-stage recipe, the full stage shortened to 300 steps;
-#   2. the gamma / mu0 ablation on ss0: the full stage (100 steps) from the shipped fc-only run,
-#      for the paper's six (gamma, mu0) settings.
+#   1. ss1 and ss2 with the shipped v3 recipe, exactly as the shipped ss0 models were trained
+#      (checkpoints/recipe-fconly.json, final step; then recipe-full.json from it, val-selected);
+#   2. the gamma / mu0 ablation on ss0 (the paper's table 3): the v3 full stage shortened to 100 steps,
+#      from the shipped fc-only checkpoint, for the paper's six (gamma, mu0) settings;
+#   3. kept for history (V1=1): both of the above with the v1 recipe (ss1/ss2 full stage 300 steps).
 # Every run picks its checkpoint on val; each is then evaluated once on its split's test classes.
 # Re-running skips finished runs (runs/NAME/final) and finished evaluations. N3_THREADS=1 leaves
-# a core to another job.
+# a core to another job. To run two jobs side by side, give each a share:
+#   N3_SPLITS="ss1" N3_GM="" ...   and   N3_SPLITS="ss2" N3_GM="" ...   (N3_GM: "gamma:mu0 ...")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/_runs.sh
 R=benchmarks/results/n3
 mkdir -p "$R" runs
-for s in ss1 ss2; do
-  tr runs/$s-fconly --split $s --config checkpoints/recipe-fconly-v1.json
-  ev runs/$s-fconly/best $s "$R/$s-fconly.json"
-  tr runs/$s-full --split $s --config checkpoints/recipe-full-v1.json --init-from runs/$s-fconly/best --max-steps 300
-  ev runs/$s-full/best $s "$R/$s-full.json"
-done
-for gm in "0.999 0.001" "0.99 0.01" "0.9 0.1" "0.5 0.5" "0.1 0.9" "0.01 0.99"; do
-  set -- $gm
-  name="ss0-gamma$1-mu$2"
-  cfg=runs/$name.json
-  $PY - "$1" "$2" "$cfg" <<'PY'
+GM_ALL="0.999:0.001 0.99:0.01 0.9:0.1 0.5:0.5 0.1:0.9 0.01:0.99"
+
+# gm_config BASE GAMMA MU0 OUT.json: the BASE recipe with (gamma, mu0) and a 100-step full stage
+gm_config() {
+  $PY - "$@" <<'PY'
 import json, sys
-r = json.load(open("checkpoints/recipe-full-v1.json"))
-r["model"].update(gamma=float(sys.argv[1]), mu_init=float(sys.argv[2]))
+r = json.load(open(sys.argv[1]))
+r["model"].update(gamma=float(sys.argv[2]), mu_init=float(sys.argv[3]))
 r["train"].update(max_steps=100, eval_every=50, checkpoint_every=50)
-json.dump(r, open(sys.argv[3], "w"))
+json.dump(r, open(sys.argv[4], "w"))
 PY
-  tr runs/$name --split ss0 --config "$cfg" --init-from runs/ss0-fconly/best
+}
+
+for s in ${N3_SPLITS-ss1 ss2}; do
+  tr runs/$s-v3-fconly --split $s --config checkpoints/recipe-fconly.json
+  ev runs/$s-v3-fconly/final $s "$R/$s-v3-fconly.json"
+  tr runs/$s-v3-full --split $s --config checkpoints/recipe-full.json --init-from runs/$s-v3-fconly/final
+  ev runs/$s-v3-full/best $s "$R/$s-v3-full.json"
+  for m in fconly full; do cp runs/$s-v3-$m/log.jsonl "$R/$s-v3-$m.train.jsonl"; done   # val curves
+done
+for gm in ${N3_GM-$GM_ALL}; do
+  g=${gm%:*} m=${gm#*:} name="ss0-v3-gamma${gm%:*}-mu${gm#*:}"
+  gm_config checkpoints/recipe-full.json "$g" "$m" runs/$name.json
+  tr runs/$name --split ss0 --config runs/$name.json --init-from checkpoints/n3-effl0-minilm-ss0-fconly
   ev runs/$name/best ss0 "$R/$name.json"
 done
+
+if [ "${V1:-0}" = 1 ]; then
+  for s in ss1 ss2; do
+    tr runs/$s-fconly --split $s --config checkpoints/recipe-fconly-v1.json
+    ev runs/$s-fconly/best $s "$R/$s-v1-fconly.json"
+    tr runs/$s-full --split $s --config checkpoints/recipe-full-v1.json --init-from runs/$s-fconly/best --max-steps 300
+    ev runs/$s-full/best $s "$R/$s-v1-full.json"
+  done
+  for gm in $GM_ALL; do
+    g=${gm%:*} m=${gm#*:} name="ss0-gamma${gm%:*}-mu${gm#*:}"
+    gm_config checkpoints/recipe-full-v1.json "$g" "$m" runs/$name.json
+    tr runs/$name --split ss0 --config runs/$name.json --init-from runs/ss0-fconly/best
+    ev runs/$name/best ss0 "$R/ss0-v1-gamma$g-mu$m.json"
+  done
+fi
