@@ -36,7 +36,7 @@ for s in ${N3_SPLITS-ss1 ss2}; do
   for m in fconly full; do cp runs/$s-v3-$m/log.jsonl "$R/$s-v3-$m.train.jsonl"; done   # val curves
 done
 for gm in ${N3_GM-$GM_ALL}; do
-  g=${gm%:*} m=${gm#*:} name="ss0-v3-gamma${gm%:*}-mu${gm#*:}"
+  g=${gm%:*} m=${gm#*:} name="ss0-v3-gamma$g-mu$m"
   gm_config checkpoints/recipe-full.json "$g" "$m" runs/$name.json
   tr runs/$name --split ss0 --config runs/$name.json --init-from checkpoints/n3-effl0-minilm-ss0-fconly
   ev runs/$name/best ss0 "$R/$name.json"
@@ -50,7 +50,7 @@ if [ "${V1:-0}" = 1 ]; then
     ev runs/$s-full/best $s "$R/$s-v1-full.json"
   done
   for gm in $GM_ALL; do
-    g=${gm%:*} m=${gm#*:} name="ss0-gamma${gm%:*}-mu${gm#*:}"
+    g=${gm%:*} m=${gm#*:} name="ss0-gamma$g-mu$m"
     gm_config checkpoints/recipe-full-v1.json "$g" "$m" runs/$name.json
     tr runs/$name --split ss0 --config runs/$name.json --init-from runs/ss0-fconly/best
     ev runs/$name/best ss0 "$R/ss0-v1-gamma$g-mu$m.json"
