@@ -11,18 +11,21 @@ import os
 
 import streamlit as st
 
-from n3core.data import DataError, resolve_data_root
-from n3core.explain import adaptation_norms, saliency_overlays, token_evidence
+from n3core import runtime
+
+runtime.setup()        # offline, malloc tuning: before any model loads
+
+from n3core.data import DESCRIPTION_SETS, SPLITS, DataError, resolve_data_root
+from n3core.explain import SALIENCY_METHODS
 from n3core.figures import (accuracy_figure, confusion_figure, evidence_html, evidence_sentences, norms_figure,
                             probability_figure)
 from n3core.meta import SynthesisError
+from n3core.synthesize import descriptions_from_pairs
 from n3core.workbench import (IMAGE_TYPES, Workbench, demo_descriptions, demo_photos, read_descriptions_json,
                               read_labelled_zip, read_upload, sample_photos, split_classes)
 
 st.set_page_config(page_title="N3 — classifiers from descriptions", page_icon="🐦", layout="wide")
 
-DESCRIPTION_SETS = ["allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors"]
-SPLITS = ["ss0", "ss1", "ss2", "ps"]
 MD_SPECIAL = "\\`*_{}[]()#+-.!|<>~$"
 
 
@@ -103,12 +106,7 @@ def current_descriptions() -> dict[str, str]:
     for e in ss.classes:                     # the widgets hold the latest edits
         e["name"] = ss.get(f"name_{e['id']}", e["name"])
         e["text"] = ss.get(f"text_{e['id']}", e["text"])
-    out: dict[str, str] = {}
-    for e in ss.classes:
-        if e["name"].strip() in out:
-            raise SynthesisError(f"duplicate class name: {e['name'].strip()!r}")
-        out[e["name"].strip()] = e["text"]
-    return out
+    return descriptions_from_pairs((e["name"], e["text"]) for e in ss.classes)
 
 
 def memo(key: tuple, compute):
@@ -300,13 +298,13 @@ def explain_tab(wb: Workbench, syn) -> None:
     options = list(syn.names)
     default = int(pred.argmax())
     label = c2.selectbox("Explain the label", options, index=default, key=f"explain_label_{syn.key[:8]}")
-    method = c3.selectbox("Saliency method", ["saliency", "smoothgrad", "integrated_gradients"], key="explain_method")
+    method = c3.selectbox("Saliency method", SALIENCY_METHODS, key="explain_method")
     target = options.index(label)
 
     st.subheader(f"Where the classifiers look for {md(label)}")
     with st.spinner("Computing saliency…"):
         overlays = memo(("saliency", syn.key, k, target, method),
-                        lambda: saliency_overlays({"full": syn.full, "fc-only": syn.fc_only}, image, target, method))
+                        lambda: wb.saliency(syn, image, target, method))
     a, b, c = st.columns(3)
     a.image(image, caption="image", width="stretch")
     b.image(overlays["full"], caption="full adaptation", width="stretch")
@@ -314,7 +312,7 @@ def explain_tab(wb: Workbench, syn) -> None:
 
     st.subheader("Which words argued for and against")
     with st.spinner("Computing token evidence…"):
-        ev = memo(("tokens", syn.key, k, label), lambda: token_evidence(wb.full, syn.descriptions, image, label=label))
+        ev = memo(("tokens", syn.key, k, label), lambda: wb.evidence(syn, image, label))
     st.markdown("\n".join(f"- {md(line)}" for line in evidence_sentences(ev)))
     scale = max((w.score for ws in ev.words.values() for w in ws), default=1.0)
     st.markdown(f"**{md(ev.label)}** (argues for the label, green)")
@@ -324,7 +322,7 @@ def explain_tab(wb: Workbench, syn) -> None:
         st.html(f"<div style='line-height:1.8'>{evidence_html(syn.descriptions[cls], ev.words[cls], positive=False, scale=scale)}</div>")
 
     st.subheader("How much each layer was adapted")
-    rows = memo(("norms", syn.key), lambda: adaptation_norms(wb.full, syn.descriptions))
+    rows = memo(("norms", syn.key), lambda: wb.adaptation_norms(syn))
     if rows:
         st.plotly_chart(norms_figure(rows, title=f"‖μ·ΔΘ‖ vs ‖Θ‖ for {len(rows)} adapted tensors"), key="norms")
 
@@ -334,18 +332,19 @@ def export_tab(wb: Workbench, syn) -> None:
     if syn is None:
         st.info("Fix the class set to export a classifier.")
         return
-    st.caption("A TorchScript file that `torch.jit.load` runs with torch alone; its extra file `n3.json` holds "
-               "the class names and preprocessing (the same file `python -m n3core synthesize` writes).")
+    st.caption("A `torch.export` program (.pt2) that `torch.export.load(path).module()` runs with torch alone; "
+               "its extra file `n3.json` holds the class names and preprocessing (the same file "
+               "`python -m n3core synthesize` writes).")
     for mode in ("full", "fc-only"):
         key = (syn.key, mode)
         if key not in st.session_state.exports:
             if st.button(f"Prepare the {mode} classifier for download", key=f"prep_{mode}"):
-                with st.spinner("Tracing…"):
+                with st.spinner("Exporting…"):
                     st.session_state.exports[key] = wb.export(syn, mode)
         if key in st.session_state.exports:
             data = st.session_state.exports[key]
             st.download_button(f"Download the {mode} classifier ({len(data) / 2**20:.1f} MB)", data,
-                               file_name=f"n3-{mode}-{len(syn.names)}way.pt", mime="application/octet-stream",
+                               file_name=f"n3-{mode}-{len(syn.names)}way.pt2", mime="application/octet-stream",
                                key=f"dl_{mode}")
 
 

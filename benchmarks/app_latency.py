@@ -93,4 +93,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from n3core import runtime
+
+    runtime.setup()
     main()

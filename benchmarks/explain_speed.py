@@ -66,4 +66,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from n3core import runtime
+
+    runtime.setup()
     main()

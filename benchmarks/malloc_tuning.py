@@ -1,4 +1,4 @@
-"""Lite0 forward time with and without n3core's malloc tuning (n3core/_runtime.py).
+"""Lite0 forward time with and without n3core's malloc tuning (n3core/runtime.py).
 
     .venv/bin/python benchmarks/malloc_tuning.py [--out benchmarks/results/malloc_tuning.json]
 
@@ -17,7 +17,9 @@ from pathlib import Path
 from n3core.evaluate import write_report
 
 CHILD = """
-import statistics, time, torch, n3core
+import statistics, time, torch
+from n3core import runtime
+runtime.setup()
 from n3core.backbones import create_backbone
 m = create_backbone().module
 x = torch.randn(64, 3, 160, 160)
@@ -27,7 +29,7 @@ for i in range(6):
     with torch.no_grad():
         m(x)
     ts.append(time.perf_counter() - t)
-print(statistics.median(ts[1:]), n3core._runtime.MALLOC_TUNED)
+print(statistics.median(ts[1:]), runtime.malloc_tuned())
 """
 
 

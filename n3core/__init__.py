@@ -10,7 +10,6 @@ Building blocks: :func:`create_backbone`, :class:`TextEncoder`, :class:`N3Config
 :class:`N3Model`, :func:`train`, :func:`evaluate_protocol`, and the readers in
 :mod:`n3core.data`.
 """
-from . import _runtime  # noqa: F401  (malloc tuning, see its docstring)
 from .backbones import Backbone, available_backbones, create_backbone
 from .meta import N3Config, N3Model, SynthesisError
 from .synthesize import SynthesizedClassifier, Synthesizer

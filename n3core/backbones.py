@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -80,7 +80,8 @@ class AdaptableTensor:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """How images must be prepared for a backbone's weights (timm-style pretrained config)."""
+    """The preprocessing a backbone's weights were trained with (timm's pretrained config).
+    Data only: :class:`n3core.preprocess.PreprocessSpec` turns it into transforms."""
 
     input_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -90,46 +91,6 @@ class Preprocess:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    def eval_transform(self, size: int | None = None) -> Callable:
-        """PIL image → normalised tensor ``[3, size, size]``: resize, centre crop, normalise."""
-        from torchvision import transforms as T
-
-        size = size or self.input_size
-        resize = int(math.floor(size / self.crop_pct))
-        return T.Compose([
-            T.Resize(resize, interpolation=_interp(self.interpolation)),
-            T.CenterCrop(size),
-            T.ToTensor(),
-            T.Normalize(self.mean, self.std),
-        ])
-
-    def train_transform(self, size: int | None = None, scale: tuple[float, float] = (0.35, 1.0),
-                        color_jitter: float = 0.2) -> Callable:
-        """Augmenting transform for training: random resized crop, flip, colour jitter."""
-        from torchvision import transforms as T
-
-        size = size or self.input_size
-        ops = [
-            T.RandomResizedCrop(size, scale=scale, interpolation=_interp(self.interpolation)),
-            T.RandomHorizontalFlip(),
-        ]
-        if color_jitter > 0:
-            ops.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
-        ops += [T.ToTensor(), T.Normalize(self.mean, self.std)]
-        return T.Compose(ops)
-
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised ``[..., 3, H, W]`` → RGB in [0, 1] for display."""
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
-        return (x * std + mean).clamp(0, 1)
-
-
-def _interp(name: str):
-    from torchvision.transforms import InterpolationMode
-
-    return {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMode.BILINEAR}[name]
 
 
 @dataclass
@@ -150,7 +111,6 @@ class Backbone:
     pretrained: bool
     weights_source: str
     imagenet_head: nn.Module | None = None
-    extra: dict = field(default_factory=dict)
 
     def parameters_dict(self) -> dict[str, torch.Tensor]:
         """The pretrained values Θ of the adaptable tensors, by name."""

@@ -18,7 +18,8 @@ Description embeddings: :func:`maxpool_text` (max-pooled MiniLM token states, 38
 the ablation's stand-in for the paper's GloVe row).
 
 Image features come from :func:`extract_features`: pooled features ``[N, F]`` and, when asked,
-the last feature map ``[N, C, h, w]`` (fp16), centre crops at the N3 model's image size.
+the last feature map ``[N, C, h, w]`` (fp16), through the cache's :class:`~n3core.preprocess.PreprocessSpec`
+(the whole photo at the N3 model's image size).
 """
 from __future__ import annotations
 
@@ -33,33 +34,56 @@ from torch import nn
 
 from .backbones import Backbone
 from .evaluate import per_class_accuracy
-from .imagecache import ImageCache, eval_batch
+from .imagecache import ImageCache
+from .text import word_positions
 
-__all__ = ["extract_features", "pca_maps", "maxpool_text", "meanpool_text", "TfidfText", "PDCNNFC", "PDCNNFCConv", "train_pdcnn",
+__all__ = ["extract_features", "cached_features", "pca_maps", "maxpool_text", "meanpool_text", "TfidfText", "PDCNNFC", "PDCNNFCConv", "train_pdcnn",
            "eszsl_fit", "eszsl_scores", "PDCNNConfig"]
 
 
 # ---------------------------------------------------------------------------- features
 @torch.no_grad()
-def extract_features(backbone: Backbone, cache: ImageCache, size: int, *, maps: bool = False,
+def extract_features(backbone: Backbone, cache: ImageCache, *, maps: bool = False,
                      batch_size: int = 64, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Pooled features ``[N, F]`` (fp32) and optionally the map fed to global pooling
-    ``[N, C, h, w]`` (fp16) for every cached image, centre crop at ``size``."""
+    ``[N, C, h, w]`` (fp16) for every cached image, normalised by the cache's preprocessing spec."""
     from tqdm import tqdm
 
     module = backbone.module.eval()
     pool = getattr(module, "global_pool", None) or getattr(module, "avgpool", None)
     grabbed: list[torch.Tensor] = []
     hook = pool.register_forward_hook(lambda m, inp, out: grabbed.append(inp[0].half())) if maps else None
-    pre = backbone.preprocess
     feats = []
     try:
         for s in tqdm(range(0, len(cache), batch_size), desc="frozen features", disable=not progress, mininterval=2):
-            feats.append(module(eval_batch(cache.images[s:s + batch_size], size, pre.mean, pre.std)).float())
+            feats.append(module(cache.spec.normalize(cache.images[s:s + batch_size])).float())
     finally:
         if hook is not None:
             hook.remove()
     return torch.cat(feats), (torch.cat(grabbed) if maps else None)
+
+
+def cached_features(backbone: Backbone, cache: ImageCache, tag: str, *, maps: bool = False,
+                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`extract_features` of ``cache``'s photos, kept in the n3 cache folder as .npy
+    (keyed by the photos, the backbone, ``tag`` and the cache's preprocessing spec): the
+    experiment drivers and probes share it."""
+    import hashlib
+
+    import numpy as np
+
+    from .imagecache import cache_dir, save_array
+
+    key = hashlib.sha256(("\n".join(str(r.path) for r in cache.records)
+                          + f"|{backbone.name}|{tag}|{cache.spec.to_dict()}").encode()).hexdigest()[:16]
+    fp, mp = cache_dir() / f"baseline-feats-{key}.npy", cache_dir() / f"baseline-maps-{key}.npy"
+    if fp.exists() and (mp.exists() or not maps):
+        return torch.from_numpy(np.load(fp)), (torch.from_numpy(np.load(mp)) if maps else None)
+    f, m = extract_features(backbone, cache, maps=maps, progress=progress)
+    save_array(fp, f.numpy())
+    if maps:
+        save_array(mp, m.numpy())
+    return f, m
 
 
 @torch.no_grad()
@@ -81,11 +105,7 @@ def pca_maps(maps: torch.Tensor, fit_rows: torch.Tensor, dim: int = 64) -> torch
 def maxpool_text(text_encoder, texts: list[str]) -> torch.Tensor:
     """Max-pooled token states (special tokens excluded) ``[K, D]``."""
     enc = text_encoder.encode(list(texts))
-    st = enc.states.masked_fill(~enc.mask[..., None], float("-inf"))
-    st[:, 0] = float("-inf")                                     # [CLS]
-    last = enc.mask.sum(1) - 1
-    st[torch.arange(len(texts)), last] = float("-inf")           # [SEP]
-    return st.max(1).values
+    return enc.states.masked_fill(~word_positions(enc.mask)[..., None], float("-inf")).max(1).values
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_info",
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_info", "fc_only_sibling",
            "latest_checkpoint", "package_checkpoint", "FORMAT"]
 
 FORMAT = "n3-checkpoint"
@@ -135,6 +135,13 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def fc_only_sibling(checkpoint: str | Path) -> Path:
+    """Where a full-adaptation checkpoint's fc-only counterpart lives: ``<checkpoint>-fconly``
+    beside it (how the shipped pair is named)."""
+    p = Path(checkpoint)
+    return p.with_name(p.name + "-fconly")
 
 
 def read_checkpoint_info(directory: str | Path) -> dict:

@@ -7,7 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
+from .data import DESCRIPTION_SETS
 from .datasets import PRESETS
+from .evaluate import PROTOCOLS
+from .explain import SALIENCY_METHODS
+from .meta import MODES
 
 __all__ = ["main"]
 
@@ -43,10 +47,12 @@ def _evaluate(args) -> int:
     if args.preset:
         args.split = f"preset:{args.preset}"
     synth = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
+    control = None
     if args.split:
         root = resolve_data_root(args.data)
         all_images = read_images(root)
-        classes = resolve_split(root, args.split, all_images)[args.part]
+        split = resolve_split(root, args.split, all_images)
+        classes = split[args.part]
         images = all_images.subset(classes)
         desc_all = load_descriptions(description_file(root, args.descriptions_set))
         missing = [c for c in classes if c not in desc_all]
@@ -58,6 +64,8 @@ def _evaluate(args) -> int:
         elif missing:
             load_descriptions(description_file(root, args.descriptions_set), classes)  # raises, naming them
         descriptions = {c: desc_all[c] for c in classes}
+        if args.part != "train":        # the language control writes ΔΘ from train classes' descriptions
+            control = {c: desc_all[c] for c in split["train"] if c in desc_all}
     else:
         if not (args.images and args.descriptions):
             print("error: give --split, or --images FOLDER with --descriptions FILE.json", file=sys.stderr)
@@ -65,7 +73,11 @@ def _evaluate(args) -> int:
         images = read_image_folder(args.images)
         descriptions = load_descriptions(args.descriptions, images.classes)
         descriptions = {c: descriptions[c] for c in images.classes}
-    report = evaluate_protocol(synth, descriptions, images, permutations=args.permutations,
+        if args.control_descriptions:
+            control = load_descriptions(args.control_descriptions)
+            control = {c: t for c, t in control.items() if c not in descriptions}
+    report = evaluate_protocol(synth, descriptions, images, protocol=args.protocol, permutations=args.permutations,
+                               control_descriptions=control, control_draws=args.control_draws,
                                progress=not args.no_progress)
     report.update({"checkpoint": str(args.checkpoint), "split": args.split, "part": args.part,
                    "descriptions_set": args.descriptions_set if args.split else str(args.descriptions)})
@@ -83,12 +95,13 @@ def _synthesize(args) -> int:
     synth = Synthesizer.from_checkpoint(args.checkpoint, device="cpu")
     clf = synth.synthesize(load_descriptions(args.descriptions))
     path = clf.export(args.out)
-    print(f"[n3] {len(clf.class_names)}-way classifier written to {path} (runs with torch alone: torch.jit.load)")
+    print(f"[n3] {len(clf.class_names)}-way classifier written to {path} (runs with torch alone: torch.export.load(path).module())")
     return 0
 
 
 def _explain(args) -> int:
     from .data import load_descriptions, load_image
+    from .checkpoint import fc_only_sibling
     from .explain import adaptation_norms, saliency_overlays, sentence_ablation, token_evidence
     from .figures import norms_figure
     from .synthesize import Synthesizer
@@ -98,7 +111,7 @@ def _explain(args) -> int:
     descriptions = load_descriptions(args.descriptions)
     image = load_image(args.image)
     full = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
-    fc_dir = Path(args.fc_only_checkpoint) if args.fc_only_checkpoint else Path(str(Path(args.checkpoint)) + "-fconly")
+    fc_dir = Path(args.fc_only_checkpoint) if args.fc_only_checkpoint else fc_only_sibling(args.checkpoint)
     fc = Synthesizer.from_checkpoint(fc_dir, device=args.device, backbone=full.backbone,
                                      text_encoder=full.text_encoder) if fc_dir.exists() else None
     ev = token_evidence(full, descriptions, image, label=args.label)
@@ -152,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="a data set preset (same as --split preset:NAME); see README 'Full data sets'")
     t.add_argument("--out", required=True, help="run folder for checkpoints and the log")
-    t.add_argument("--mode", choices=["full", "fc-only"], default=None)
+    t.add_argument("--mode", choices=list(MODES), default=None)
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--checkpoint-every", type=int, default=None)
     t.add_argument("--eval-every", type=int, default=None)
@@ -178,9 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", default=None, help="image folder: one sub-folder per class")
     e.add_argument("--descriptions", default=None, help="descriptions .json for --images")
     e.add_argument("--descriptions-set", default="allaboutbirds",
-                   choices=["allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors"])
+                   choices=list(DESCRIPTION_SETS))
     e.add_argument("--data", default=None)
     e.add_argument("--permutations", type=int, default=10)
+    e.add_argument("--protocol", default="paper", choices=list(PROTOCOLS),
+                   help="paper: one K-way classifier over all classes (default); hard5: each class in a 5-way task "
+                        "with its 4 nearest classes by description")
+    e.add_argument("--control-draws", type=int, default=3,
+                   help="language control: draws of other classes' descriptions that ΔΘ is written from")
+    e.add_argument("--control-descriptions", default=None,
+                   help="with --images: descriptions .json of other classes for the language control")
     e.add_argument("--out", default=None, help="write the JSON report here")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
@@ -204,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--image", required=True)
     x.add_argument("--label", default=None, help="class to explain (default: the prediction)")
     x.add_argument("--fc-only-checkpoint", default=None, help="default: <checkpoint>-fconly beside it")
-    x.add_argument("--saliency", default="saliency", choices=["saliency", "integrated_gradients", "smoothgrad"])
+    x.add_argument("--saliency", default="saliency", choices=list(SALIENCY_METHODS))
     x.add_argument("--out", required=True)
     x.add_argument("--device", default="auto")
     x.set_defaults(fn=_explain)
@@ -213,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .runtime import setup
+
+    setup()
     args = build_parser().parse_args(argv)
     from .checkpoint import CheckpointError
     from .data import DataError

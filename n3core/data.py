@@ -28,12 +28,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "DataError", "ImageError", "ImageRecord", "ImageSet", "EpisodeSampler", "ImageDataset",
-    "DESCRIPTION_SETS", "read_cub", "read_image_folder", "load_descriptions", "parse_descriptions", "load_split",
+    "DESCRIPTION_SETS", "SPLITS", "read_cub", "read_image_folder", "load_descriptions", "parse_descriptions", "load_split",
     "resolve_data_root", "load_image", "display_name", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 DESCRIPTION_SETS = ("allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors")
+SPLITS = ("ss0", "ss1", "ss2", "ps")     # the data folder's standard class splits
 # Images above this many pixels are refused (decompression bombs); bigger but allowed
 # images are downscaled on load so no caller holds a huge array.
 MAX_IMAGE_PIXELS = 64_000_000
@@ -100,15 +101,16 @@ def display_name(label: str) -> str:
 
 # ----------------------------------------------------------------------------- locating data
 def resolve_data_root(path: str | Path | None = None) -> Path:
-    """An explicit path, else ``$N3_DATA``, else ``../shared/data/cub100`` when present."""
+    """An explicit path, else ``$N3_DATA``, else ``../shared/data/cub100`` when present; always
+    absolute, so that record paths stay valid whatever the working directory (or a symlink) is."""
     if path:
-        p = Path(path).expanduser()
+        p = Path(path).expanduser().resolve()
         if not p.exists():
             raise DataError(f"data folder not found: {p}")
         return p
     env = os.environ.get("N3_DATA")
     if env:
-        p = Path(env).expanduser()
+        p = Path(env).expanduser().resolve()
         if not p.exists():
             raise DataError(f"N3_DATA points to a missing folder: {p}")
         return p

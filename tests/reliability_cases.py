@@ -1,5 +1,5 @@
 """The bad-input suite: every hostile or awkward input we feed N3, what it must get, and what
-it does get. ``tests/test_reliability.py`` runs each case; ``benchmarks/write_reliability.py``
+it does get. ``tests/test_reliability.py`` runs each case; ``docs/writers/write_reliability.py``
 runs them again and writes ``docs/RELIABILITY.md`` from the outcomes.
 
 A case is ``fn(ctx) -> str``: it asserts the required behaviour (a clear error of the right

@@ -179,7 +179,7 @@ def test_export_classifier_download():
     import torch
 
     files = {"n3.json": ""}
-    model = torch.jit.load(io.BytesIO(blob), _extra_files=files)
+    model = torch.export.load(io.BytesIO(blob), extra_files=files).module()
     meta = json.loads(files["n3.json"])
     assert meta["class_names"] == list(DEMO)
     assert model(torch.zeros(1, 3, meta["image_size"], meta["image_size"])).shape == (1, 5)

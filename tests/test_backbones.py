@@ -8,6 +8,7 @@ import torch
 
 from n3core.backbones import BackboneError, available_backbones, create_backbone, imagenet_class_names
 from n3core.data import load_image
+from n3core.preprocess import PreprocessSpec
 
 # CUB species that ImageNet-1k knows, and the ImageNet class each should get.
 KNOWN = {
@@ -57,12 +58,12 @@ def test_lite0_imagenet_sanity_on_real_cub_photos(cub):
     ImageNet knows get their ImageNet class in the top 5 (at least 80% of them)."""
     bb = create_backbone("efficientnet_lite0", keep_imagenet_head=True)
     names = imagenet_class_names()
-    tf = bb.preprocess.eval_transform()
+    spec = PreprocessSpec.for_backbone(bb, crop_pct=bb.preprocess.crop_pct)    # timm's ImageNet evaluation
     hits, total, per = 0, 0, {}
     for cls, target in KNOWN.items():
         t = names.index(target)
         recs = [cub.records[i] for i in cub.indices(cls)]
-        x = torch.stack([tf(load_image(r.path)) for r in recs])
+        x = spec.pil_batch([load_image(r.path) for r in recs])
         with torch.no_grad():
             top5 = bb.imagenet_head(bb.module(x)).topk(5, dim=1).indices
         h = int((top5 == t).any(1).sum())
@@ -73,7 +74,7 @@ def test_lite0_imagenet_sanity_on_real_cub_photos(cub):
     # and shuffled weights break it: the test can fail
     bad = create_backbone("efficientnet_lite0", pretrained=False, keep_imagenet_head=True)
     recs = [cub.records[i] for i in cub.indices("047.American_Goldfinch")][:16]
-    x = torch.stack([tf(load_image(r.path)) for r in recs])
+    x = spec.pil_batch([load_image(r.path) for r in recs])
     with torch.no_grad():
         top5 = bad.imagenet_head(bad.module(x)).topk(5, dim=1).indices
     assert (top5 == names.index("goldfinch")).any(1).float().mean() < 0.5
@@ -125,11 +126,11 @@ def test_wrong_weights_file_is_a_clear_error(tmp_path):
 def test_preprocess_transforms(lite0):
     from PIL import Image
 
+    spec = PreprocessSpec.for_backbone(lite0, 160)
     im = Image.new("RGB", (300, 200), (255, 0, 0))
-    x = lite0.preprocess.eval_transform(160)(im)
+    x = spec.pil_batch(im)[0]
     assert x.shape == (3, 160, 160)
-    assert torch.allclose(x[0], torch.ones(160, 160), atol=1e-3)       # (1 - 0.5) / 0.5
-    assert torch.allclose(x[1], -torch.ones(160, 160), atol=1e-3)
-    y = lite0.preprocess.train_transform(128)(im)
-    assert y.shape == (3, 128, 128)
-    assert torch.allclose(lite0.preprocess.denormalize(x)[0], torch.ones(160, 160), atol=1e-3)
+    assert torch.equal(x[0], torch.ones(160, 160)) and torch.equal(x[1], -torch.ones(160, 160))   # (1 - 0.5) / 0.5
+    y = spec.augment(spec.to_uint8(im)[None], torch.Generator().manual_seed(0))
+    assert y.shape == (1, 3, 160, 160)
+    assert torch.equal(spec.denormalize(x)[0], torch.ones(160, 160))

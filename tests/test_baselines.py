@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from n3core.preprocess import PreprocessSpec
 from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores, extract_features,
                               maxpool_text, meanpool_text, per_class_top1, predict, train_pdcnn)
 
@@ -101,14 +102,14 @@ def test_meanpool_text_is_minilm_sentence_embedding(text_encoder):
 
 def test_extract_features_gives_pooled_features_and_maps(lite0):
     images = torch.randint(0, 255, (3, 3, 64, 64), dtype=torch.uint8)
-    feats, maps = extract_features(lite0, _Cache(images), 64, maps=True, progress=False)
+    feats, maps = extract_features(lite0, _Cache(images, PreprocessSpec.for_backbone(lite0, 64)), maps=True, progress=False)
     assert feats.shape == (3, 1280) and maps.shape[:2] == (3, 1280) and maps.dtype == torch.float16
     torch.testing.assert_close(maps.float().mean((2, 3)), feats, atol=2e-2, rtol=1e-2)   # the map is what gets pooled
 
 
 class _Cache:
-    def __init__(self, images):
-        self.images = images
+    def __init__(self, images, spec):
+        self.images, self.spec = images, spec
 
     def __len__(self):
         return len(self.images)

@@ -33,8 +33,8 @@ def test_two_cpu_processes_match_one(small_split, tmp_path, text_encoder):
     split = small_split
     t = TrainConfig(split=split, k=3, batch_size=8, max_steps=6, eval_every=3, checkpoint_every=3, warmup_steps=2,
                     feature_views=2)
-    single = train(tiny_config(text_dim=384), t, tmp_path / "single", progress=False, backbone=make_tiny_backbone(),
-                   text_encoder=text_encoder)
+    train(tiny_config(text_dim=384), t, tmp_path / "single", progress=False, backbone=make_tiny_backbone(),
+          text_encoder=text_encoder)
 
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -51,11 +51,17 @@ def test_two_cpu_processes_match_one(small_split, tmp_path, text_encoder):
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
         p.name for p in (tmp_path / "single").iterdir() if p.is_dir()), "rank 0 writes the same checkpoints"
 
-    # the same global batch in one process: equal up to float summation order
-    w1 = load_checkpoint(tmp_path / "single" / "final")[0]
-    w2 = load_checkpoint(out / "final")[0]
-    worst = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
-    assert worst < 1e-4, worst
-    assert abs(single["param_checksum"] - ranks[0]["param_checksum"]) < 1e-2
-    moved = max(float((w1[k] - load_checkpoint(tmp_path / "single" / "step-00000003")[0][k]).abs().max()) for k in w1)
-    assert moved > 10 * worst, ("training moves the weights far more than the two runs differ", moved, worst)
+    # The same global batch in one process: the same steps up to float summation order. Adam
+    # divides each gradient by its own running scale, so a parameter whose gradient sits at the
+    # rounding-noise level can step differently by up to the learning rate, on any CPU: no
+    # absolute per-element bound holds everywhere. What must hold is that the two runs' weights
+    # differ by a small fraction of how far training moved them (float64, whole model). Measured
+    # here: 0.25% of the movement over the last 3 steps; a batch split wrongly (a half batch's
+    # gradient, or the ranks' gradients not averaged) differs by tens of percent.
+    w1 = {k: v.double() for k, v in load_checkpoint(tmp_path / "single" / "final")[0].items()}
+    w2 = {k: v.double() for k, v in load_checkpoint(out / "final")[0].items()}
+    w_mid = {k: v.double() for k, v in load_checkpoint(tmp_path / "single" / "step-00000003")[0].items()}
+    differ = sum(float(((w1[k] - w2[k]) ** 2).sum()) for k in w1) ** 0.5
+    moved = sum(float(((w1[k] - w_mid[k]) ** 2).sum()) for k in w1) ** 0.5
+    assert moved > 0, "training moved the weights"
+    assert differ < 0.05 * moved, ("one process and two ranks took the same steps", differ, moved)

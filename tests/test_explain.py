@@ -8,6 +8,7 @@ from torch import nn
 from n3core.explain import (adaptation_norms, heatmap_overlay, merge_word_pieces, norms_figure, saliency,
                             sentence_ablation, shared_scale, token_evidence)
 from n3core.meta import N3Model
+from n3core.preprocess import PreprocessSpec
 from n3core.synthesize import SynthesizedClassifier, Synthesizer
 from tests.conftest import make_tiny_backbone, tiny_config
 
@@ -88,7 +89,7 @@ class _TopLeft(nn.Module):
 def test_saliency_lands_where_the_model_looks(method):
     torch.manual_seed(0)
     clf = SynthesizedClassifier(_TopLeft(), torch.randn(3, 8), torch.zeros(3), 1.0, False, ["a", "b", "c"],
-                                {"mean": (0.5,) * 3, "std": (0.5,) * 3}, 16)
+                                PreprocessSpec(image_size=16, mean=(0.5,) * 3, std=(0.5,) * 3))
     s = saliency(clf, torch.randn(1, 3, 16, 16), method=method)
     assert s.shape == (16, 16)
     assert s[:8, :8].sum() > 0 and s[8:, :].abs().sum() == 0 and s[:, 8:].abs().sum() == 0

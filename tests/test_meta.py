@@ -57,6 +57,20 @@ def test_zero_delta_gives_the_pretrained_network(tiny_backbone):
         assert not torch.allclose(model.features(x, big), tiny_backbone.module(x), atol=1e-4)
 
 
+def test_to_moves_the_backbone_but_the_weights_leave_it_out(tiny_backbone):
+    model = N3Model(tiny_config(), tiny_backbone)
+    model.to(torch.float64)
+    assert all(p.dtype == torch.float64 for p in tiny_backbone.module.parameters())
+    assert all(b.dtype == torch.float64 for b in tiny_backbone.module.buffers() if b.is_floating_point())
+    assert model.meta.mu.dtype == torch.float64
+    keys = set(model.state_dict())
+    assert keys == {"meta." + k for k in model.meta.state_dict()}, "no backbone tensor in the saved weights"
+    assert {id(p) for p in model.parameters()} == {id(p) for p in model.meta.parameters()}
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    states, mask = _inputs()
+    assert model(x, states.double(), mask).dtype == torch.float64, "the whole forward runs in the new dtype"
+
+
 def test_backbone_is_never_mutated(tiny_backbone):
     before = {k: v.clone() for k, v in tiny_backbone.module.state_dict().items()}
     model = N3Model(tiny_config(), tiny_backbone)

@@ -4,8 +4,9 @@ from __future__ import annotations
 import torch
 
 from n3core.data import load_descriptions, description_file, load_split
-from n3core.imagecache import ImageCache, augment_batch
+from n3core.imagecache import ImageCache
 from n3core.meta import N3Config, N3Model
+from n3core.preprocess import PreprocessSpec
 
 
 def test_a_few_training_steps_lower_the_loss(lite0, text_encoder, cub, data_root):
@@ -14,14 +15,15 @@ def test_a_few_training_steps_lower_the_loss(lite0, text_encoder, cub, data_root
     classes = split["train"][:4]
     desc = load_descriptions(description_file(data_root), classes)
     recs = [cub.records[i] for c in classes for i in cub.indices(c)[:4]]
-    cache = ImageCache(recs, 128, use_disk=False, progress=False)
+    spec = PreprocessSpec.for_backbone(lite0, 96)
+    cache = ImageCache(recs, spec, use_disk=False, progress=False)
     y = torch.tensor([classes.index(r.label) for r in recs])
     enc = text_encoder.encode([desc[c] for c in classes])
     torch.manual_seed(0)
     model = N3Model(N3Config(image_size=96, dropout=0.0, token_dropout=0.0), lite0)
     model.train()
     opt = torch.optim.Adam(model.meta.parameters(), lr=1e-3)
-    x = augment_batch(cache.images, 96, lite0.preprocess.mean, lite0.preprocess.std, torch.Generator().manual_seed(0))
+    x = spec.augment(cache.images, torch.Generator().manual_seed(0))
     losses = []
     for _ in range(12):
         a = model.meta(enc.states, enc.mask)
@@ -54,9 +56,9 @@ def test_real_classifier_exports_and_runs_in_a_fresh_process(lite0, text_encoder
     ims = [load_image(cub.records[i].path) for i in cub.indices("047.American_Goldfinch")[:3]]
     x = clf.prepare(ims)
     ref = clf.predict(x)
-    path = clf.export(tmp_path / "c.pt")
+    path = clf.export(tmp_path / "c.pt2")
     torch.save(x, tmp_path / "x.pt")
-    code = (f"import torch; m = torch.jit.load({str(path)!r}); x = torch.load({str(tmp_path / 'x.pt')!r});"
+    code = (f"import torch; m = torch.export.load({str(path)!r}).module(); x = torch.load({str(tmp_path / 'x.pt')!r});"
             f"torch.save(m(x).softmax(-1), {str(tmp_path / 'p.pt')!r})")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

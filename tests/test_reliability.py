@@ -1,6 +1,6 @@
 """Runs every case of the bad-input suite (tests/reliability_cases.py): each must end in a
 clear error or a correct result, never a crash. docs/RELIABILITY.md is written from the same
-cases by benchmarks/write_reliability.py."""
+cases by docs/writers/write_reliability.py."""
 from __future__ import annotations
 
 from types import SimpleNamespace

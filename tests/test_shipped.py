@@ -53,16 +53,43 @@ def test_unseen_test_photos_far_above_chance(synths, cub, ss0_test):
         assert acc["top5"] > 0.35, (mode, acc["top5"])
 
 
-@pytest.mark.parametrize("which", ["full", "fc-only"])
-def test_evaluate_reproduces_the_report(which, synths, cub, ss0_test):
-    """The first class order of the protocol is the split's own order: re-running it gives the
-    committed report's first number exactly."""
+@pytest.fixture(scope="module")
+def first_order(synths, cub, ss0_test):
+    """The protocol's first class order (the split's own) for each shipped model, no control."""
     classes, desc = ss0_test
-    d = FULL if which == "full" else FCONLY
-    report = json.loads((d / "eval-ss0-test.json").read_text())
-    again = evaluate_protocol(synths[which], desc, cub.subset(classes), permutations=1, progress=False)
-    assert again["per_class_top1"]["all"][0] == pytest.approx(report["per_class_top1"]["all"][0], abs=1e-6)
+    return {m: evaluate_protocol(s, desc, cub.subset(classes), permutations=1, progress=False)
+            for m, s in synths.items()}
+
+
+@pytest.mark.parametrize("which", ["full", "fc-only"])
+def test_evaluate_reproduces_the_report(which, synths, first_order, cub, ss0_test):
+    """Re-running the first class order gives the committed report's first number. A photo whose
+    two best logits tie to float rounding may fall the other way on another CPU: allow two such
+    photos (each moves the per-class mean by 1 / (K × its class's photos)), far below what a
+    change of pipeline moves (the 192 px cache that evaluate once used: 1.5 points)."""
+    classes, _ = ss0_test
+    report = json.loads(((FULL if which == "full" else FCONLY) / "eval-ss0-test.json").read_text())
+    again = first_order[which]
+    smallest = min(len(cub.indices(c)) for c in classes)
+    assert again["per_class_top1"]["all"][0] == pytest.approx(report["per_class_top1"]["all"][0],
+                                                             abs=2 / (len(classes) * smallest))
     assert again["images"] == report["images"] == len(cub.subset(classes))
+    assert again["preprocess"] == report["preprocess"] == synths[which].preprocess.to_dict()
+
+
+def test_predict_sees_what_evaluate_sees(synths, first_order, cub, ss0_test):
+    """One preprocessing pipeline: ``SynthesizedClassifier.predict`` on the PIL photos (the app's
+    path) and the evaluate protocol's cached path give the same per-class top-1 on every ss0
+    test photo with the fc-only model (the same pixels in the same batches of 64, so the same
+    arithmetic on any CPU)."""
+    classes, desc = ss0_test
+    images = cub.subset(classes)
+    clf = synths["fc-only"].synthesize(desc)
+    probs = torch.cat([clf.predict([load_image(r.path, bbox=r.bbox) for r in images.records[s:s + 64]])
+                       for s in range(0, len(images), 64)])
+    labels = torch.tensor([classes.index(r.label) for r in images.records])
+    acc = per_class_accuracy(probs.log(), labels, len(classes))
+    assert acc["top1"] == first_order["fc-only"]["per_class_top1"]["all"][0]
 
 
 def test_positive_evidence_comes_from_the_own_description(synths, cub, ss0_test):

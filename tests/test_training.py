@@ -23,7 +23,11 @@ def _cfgs(small_split, **kw):
     return tiny_config(text_dim=384), TrainConfig(**t)
 
 
-def test_train_writes_checkpoints_and_resume_matches(small_split, tmp_path, text_encoder):
+class _Killed(BaseException):
+    """Stands for the process dying: nothing after it runs."""
+
+
+def test_train_writes_checkpoints_and_resume_matches(small_split, tmp_path, text_encoder, monkeypatch):
     m, t = _cfgs(small_split)
     full = train(m, t, tmp_path / "a", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
     assert full["steps"] == 6
@@ -34,10 +38,21 @@ def test_train_writes_checkpoints_and_resume_matches(small_split, tmp_path, text
     assert info["step"] == 6 and info["split"]["train"] and info["config"]["mode"] == "full"
 
     # killed after step 4 (last checkpoint at 3), then resumed: ends where the uninterrupted run did
+    import n3core.train as train_module
+
+    step_fn = train_module.train_step
+
+    def dying(run, step):
+        if step == 4:
+            raise _Killed
+        return step_fn(run, step)
+
     m, t = _cfgs(small_split)
-    r = train(m, t, tmp_path / "b", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder,
-              _stop_after=4)
-    assert r["stopped"] and latest_checkpoint(tmp_path / "b").name == "step-00000003"
+    monkeypatch.setattr(train_module, "train_step", dying)
+    with pytest.raises(_Killed):
+        train(m, t, tmp_path / "b", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
+    monkeypatch.undo()
+    assert latest_checkpoint(tmp_path / "b").name == "step-00000003" and not (tmp_path / "b" / "final").exists()
     with pytest.raises(FileExistsError, match="--resume"):
         train(m, t, tmp_path / "b", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
     res = train(m, t, tmp_path / "b", resume=True, progress=False, backbone=make_tiny_backbone(),
@@ -147,19 +162,21 @@ def test_export_runs_with_torch_alone(tmp_path, text_encoder):
     bb = make_tiny_backbone()
     synth = Synthesizer(N3Model(tiny_config(text_dim=384), bb), text_encoder)
     clf = synth.synthesize({"a": "red bird", "b": "blue bird", "c": "green bird"})
-    path = clf.export(tmp_path / "clf.pt")
+    path = clf.export(tmp_path / "clf.pt2")
     x = torch.randn(3, 3, 16, 16)
     torch.save(x, tmp_path / "x.pt")
     with torch.no_grad():
         ref = clf(x)
     code = (
-        "import json, sys, torch\n"
+        "import json, sys, warnings, torch\n"
+        "warnings.simplefilter('error', FutureWarning)\n"
         "extra = {'n3.json': ''}\n"
-        f"m = torch.jit.load({str(path)!r}, _extra_files=extra)\n"
+        f"m = torch.export.load({str(path)!r}, extra_files=extra).module()\n"
         f"x = torch.load({str(tmp_path / 'x.pt')!r})\n"
         "meta = json.loads(extra['n3.json'])\n"
         "assert 'n3core' not in sys.modules\n"
         f"torch.save(m(x), {str(tmp_path / 'y.pt')!r})\n"
+        "assert m(x[:1]).shape == (1, 3), 'any batch size'\n"
         "print(meta['class_names'], meta['image_size'])\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -171,12 +188,9 @@ def test_export_runs_with_torch_alone(tmp_path, text_encoder):
 def test_fc_only_view_0_is_the_whole_photo_and_the_others_are_crops():
     """fc-only trains on cached features: view 0 must be what evaluation computes (the whole
     photo), the other views augmented crops."""
-    from n3core.imagecache import eval_batch
     from n3core.train import _featurise
 
     class _Cache:
-        side = 20
-
         def __init__(self, images):
             from types import SimpleNamespace
 
@@ -192,21 +206,21 @@ def test_fc_only_view_0_is_the_whole_photo_and_the_others_are_crops():
     train_c, val_c = (_Cache(torch.randint(0, 256, (n, 3, 20, 20), dtype=torch.uint8, generator=g)) for n in (5, 3))
     tf, vf = _featurise(model, train_c, val_c, TrainConfig(feature_views=3), "cpu", progress=False)
     assert tf.shape == (5, 3, 8) and vf.shape == (3, 8)
-    pre = bb.preprocess
+    spec = model.preprocess
     with torch.no_grad():
-        whole = bb.module(eval_batch(train_c.images, 16, pre.mean, pre.std))
+        whole = bb.module(spec.normalize(train_c.images))
         torch.testing.assert_close(tf[:, 0], whole)
-        torch.testing.assert_close(vf, bb.module(eval_batch(val_c.images, 16, pre.mean, pre.std)))
+        torch.testing.assert_close(vf, bb.module(spec.normalize(val_c.images)))
     assert not torch.allclose(tf[:, 1], whole, atol=1e-4) and not torch.allclose(tf[:, 1], tf[:, 2], atol=1e-4)
 
 
 def test_text_bank_reads_the_main_description_with_main_text_prob(text_encoder):
-    from n3core.train import _TextBank
+    from n3core.textbank import TextBank
 
     variants = {"a": ["Main text of a.", "Other a one.", "Other a two."], "b": ["Only text of b."]}
 
     def draws(main_prob, n=600):
-        bank = _TextBank(text_encoder, variants, ["a", "b"], main_prob)
+        bank = TextBank(text_encoder, variants, ["a", "b"], main_prob)
         g = torch.Generator().manual_seed(0)
         picks = [bank.pick(["a", "b"], g) for _ in range(n)]
         assert all(p[1] == bank.rows["b"][0] for p in picks)          # one variant: always it

@@ -100,3 +100,17 @@ def test_uploads_and_json_imports():
                      (b'{"A": 3}', "must be a string"), (b'{"A": ""}', "is empty")]:
         with pytest.raises(DataError, match=msg):
             read_descriptions_json(bad, name="mine.json")
+
+
+def test_explain_actions_cover_both_classifiers(wb, photos):
+    """Every explain view the app shows comes from the workbench: saliency of both classifiers,
+    the full model's token evidence, and the per-layer adaptation norms of this class set."""
+    desc = demo_descriptions()
+    syn = wb.synthesize(desc)
+    overlays = wb.saliency(syn, photos[0], target=0)
+    assert set(overlays) == {"full", "fc-only"}
+    assert overlays["full"].size == overlays["fc-only"].size == (syn.full.spec.image_size,) * 2
+    ev = wb.evidence(syn, photos[0], label=syn.names[1])
+    assert ev.label == syn.names[1] and set(ev.words) == set(desc)
+    rows = wb.adaptation_norms(syn)
+    assert rows and all(r["delta_norm"] > 0 and r["theta_norm"] > 0 for r in rows)

@@ -1,6 +1,6 @@
 """Write checkpoints/MODEL_CARD.md from the shipped checkpoints and their evaluation reports.
 
-    python benchmarks/write_model_card.py
+    python docs/writers/write_model_card.py
 
 Reads ``checkpoints/<name>/checkpoint.json`` (training metadata) and
 ``checkpoints/<name>/eval-<split>.json`` (written by ``python -m n3core evaluate``); every
@@ -11,14 +11,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CK = ROOT / "checkpoints"
 NAMES = ["n3-effl0-minilm-ss0", "n3-effl0-minilm-ss0-fconly"]
 SPLITS = ("ss0", "ss1", "ss2")
+PIPELINE_NOTE = (
+    "**One preprocessing pipeline (issue 13).** Every photo now goes through `n3core.preprocess.PreprocessSpec`: "
+    "the whole (square) photo resized to 224 px, bicubic, cached at 224 px. Training and validation, which chose "
+    "these checkpoints, already saw exactly these pixels (checked: identical uint8 arrays). The test numbers "
+    "published before came from another path (photos cached at 192 px, then upsampled to 224): there the full "
+    "model scored 36.1% and the fc-only 33.3%; the rows above are the same checkpoints through the one pipeline. "
+    "ss1, ss2 and ps results elsewhere in this card and in RESULTS were measured on the old path: their models "
+    "are not shipped and must be retrained to be re-measured.")
 
 
 def pct(x):
-    return f"{100 * x:.1f}%"
+    return "—" if x is None else f"{100 * x:.1f}%"
+
+
+def control_cells(r: dict) -> str:
+    """The language control of a report: no ΔΘ, ΔΘ from other classes' texts, language_gain."""
+    if r.get("mode") != "full":
+        return "= top-1 | = top-1 | 0 (fc-only) |" if "language_gain" in r else "— | — | — |"
+    gain = r.get("language_gain")
+    return (f"{pct(r.get('no_adaptation'))} | {pct(r.get('swapped_adaptation'))} | "
+            + ("not run |" if gain is None else f"{100 * gain:+.1f} points |"))
 
 
 def targets_note() -> str:
@@ -27,7 +44,7 @@ def targets_note() -> str:
     ev = {n: json.loads((CK / n / "eval-ss0-test.json").read_text())["per_class_top1"]["median"] for n in NAMES}
     full, fc = ev["n3-effl0-minilm-ss0"], ev["n3-effl0-minilm-ss0-fconly"]
     met = full > fc and full >= 0.35
-    res = ROOT / "benchmarks" / "results"
+    res = ROOT / "experiments" / "results"
     extra = ""
     for v in ("v1", "v2"):
         old = [res / "n3" / f"ss0-{v}-{t}.json" for t in ("full", "fconly")]
@@ -47,7 +64,7 @@ def targets_note() -> str:
         t1 = {("ss0", "full"): full, ("ss0", "fconly"): fc,
               **{k: json.loads(p.read_text())["per_class_top1"]["median"] for k, p in other.items()}}
         same = all(t1[sp, "full"] > t1[sp, "fconly"] for sp in SPLITS[1:])
-        extra += (" The same recipe trained on the other two splits (`benchmarks/n3_runs.sh`) "
+        extra += (" The same recipe trained on the other two splits (`experiments/n3_runs.sh`) "
                   + ("repeats" if same else "does not repeat") + " the ordering: full / fc-only / PDCNN-FC on the same texts = "
                   + "; ".join(f"{sp} {pct(t1[sp, 'full'])} / {pct(t1[sp, 'fconly'])} / {pct(base[sp])}"
                               for sp in SPLITS[1:])
@@ -71,9 +88,9 @@ def main() -> None:
         size_mb = (d / "model.safetensors").stat().st_size / 1e6
         val = info["metrics"].get("val_top1")
         for key, r in evals.items():
-            rows.append(f"| `{name}` | {cfg['mode']} | {key} | {r['classes']} | {r['images']} | "
-                        f"{pct(r['per_class_top1']['median'])} | {pct(r['per_class_top5']['median'])} | "
-                        f"{pct(min(r['per_class_top1']['all']))}–{pct(max(r['per_class_top1']['all']))} |")
+            top5 = r.get("per_class_top5", {}).get("median")
+            rows.append(f"| `{name}` | {cfg['mode']} | {key} | {r.get('protocol', 'paper')} | {r['classes']} | "
+                        f"{r['images']} | {pct(r['per_class_top1']['median'])} | {pct(top5)} | " + control_cells(r))
         prov = info.get("provenance", {})
         sections.append(
             f"### `{name}`\n\n"
@@ -102,26 +119,33 @@ def main() -> None:
               "ps-full-on-ps-test": ("v1: full, trained on ps train classes (earlier recipe `recipe-full-v0.json`, 600 steps)", "zero-shot"),
               "ps-fconly-on-ps-test": ("v1: fc-only, trained on ps train classes (`recipe-fconly-v1.json`)", "zero-shot")}
     for key, (what, kind) in labels.items():
-        p = ROOT / "benchmarks" / "results" / f"{key}.json"
+        p = ROOT / "experiments" / "results" / f"{key}.json"
         if p.exists():
             r = json.loads(p.read_text())
             ps_rows.append(f"| {what} | {kind} | {r['classes']} | {r['images']} | {pct(r['per_class_top1']['median'])} | "
                            f"{pct(r['per_class_top5']['median'])} |")
-    ps_table = ("\n## The ps split\n\nWritten by `benchmarks/ps_runs.sh` (reports in `benchmarks/results/`). ps has no "
+    ps_table = ("\n## The ps split\n\nWritten by `experiments/ps_runs.sh` (reports in `experiments/results/`). ps has no "
                 "ImageNet-1k species among its val and test classes.\n\n| model | kind | classes | images | top-1 | top-5 |\n"
                 "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(ps_rows) + "\n") if ps_rows else ""
     card = (
         "# Model card: shipped N3 meta-models\n\n"
-        "Generated by `python benchmarks/write_model_card.py` from the checkpoints' own JSON and the "
+        "Generated by `python docs/writers/write_model_card.py` from the checkpoints' own JSON and the "
         "evaluation reports beside them (`eval-*.json`, written by `python -m n3core evaluate`).\n\n"
-        "## Results (the paper's protocol: one K-way classifier over all test classes, per-class averaged "
-        "accuracy, median over 10 class orders)\n\n"
-        "| checkpoint | mode | evaluated on | classes | images | top-1 | top-5 | top-1 range over orders |\n"
-        "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n\n"
+        "## Results\n\n"
+        "Per-class averaged accuracy. `paper` protocol: one K-way classifier over all test classes, median over "
+        "10 class orders. `hard5`: each test class in a 5-way task with the 4 test classes whose descriptions are "
+        "nearest to its own (sentence embedding), chance 20%. The language control (`python -m n3core evaluate`, "
+        "full adaptation): the same classifier rows with no ΔΘ, and with ΔΘ written from the descriptions of "
+        "random ss0 *train* classes (median of 3 draws); `language_gain` = top-1 minus the latter, what the "
+        "task's own words add through ΔΘ.\n\n"
+        "| checkpoint | mode | evaluated on | protocol | classes | images | top-1 | top-5 | no ΔΘ | ΔΘ from other texts | language_gain |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n\n"
+        + PIPELINE_NOTE + "\n\n"
         "`ss0-test`: the 25 unseen test classes of split ss0 (chance 4%). `ps-test`: the test classes of the "
         "proposed split; **17 of its 25 test classes are ss0 train classes**, so an ss0-trained model has seen "
         "them: that row measures seen-class accuracy, not zero-shot, and is reported only as that.\n\n"
-        "Reproduce any row: `.venv/bin/python -m n3core evaluate --checkpoint checkpoints/NAME --split ss0`.\n\n"
+        "Reproduce any row: `.venv/bin/python -m n3core evaluate --checkpoint checkpoints/NAME --split ss0 "
+        "[--protocol hard5]`.\n\n"
         + targets_note() + "\n"
         + ps_table + "\n## Data\n\nCUB-200-2011 photos (the 100-class CUB-100 subset in `../shared/data/cub100`, cropped to the "
         "bird) and All About Birds field-guide descriptions (Cornell Lab of Ornithology; not redistributed here); "

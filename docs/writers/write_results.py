@@ -1,18 +1,18 @@
 """Generate docs/RESULTS.md from the JSON reports the benchmark scripts write.
 
-    .venv/bin/python benchmarks/write_results.py
+    .venv/bin/python docs/writers/write_results.py
 
 Inputs (each written by a committed script; missing ones are reported as missing):
   checkpoints/*/eval-ss0-test.json           python -m n3core evaluate (shipped models)
-  benchmarks/results/n3/*.json                benchmarks/n3_runs.sh (ss1, ss2, gamma/mu0 ablation)
-  benchmarks/results/ps-*-on-ps-test.json     benchmarks/ps_runs.sh
-  benchmarks/results/baselines.json           benchmarks/baselines.py (v1 inputs: 160 px, max-pooled text)
-  benchmarks/results/baselines-v2.json        benchmarks/baselines.py --image-size 224 --text mean
-  benchmarks/results/baselines-v3.json        the same with --extra-sets (see the main table's notes)
-  benchmarks/results/text_sets_probe.json     benchmarks/text_sets_probe.py
-  benchmarks/results/recipe_probe.json        benchmarks/recipe_probe.py
-  benchmarks/results/dev_split.json           benchmarks/dev_split_runs.sh
-  benchmarks/results/description_ablations.json  benchmarks/description_ablations.py
+  experiments/results/n3/*.json                experiments/n3_runs.sh (ss1, ss2, gamma/mu0 ablation)
+  experiments/results/ps-*-on-ps-test.json     experiments/ps_runs.sh
+  experiments/results/baselines.json           experiments/baselines.py (v1 inputs: 160 px, max-pooled text)
+  experiments/results/baselines-v2.json        experiments/baselines.py --image-size 224 --text mean
+  experiments/results/baselines-v3.json        the same with --extra-sets (see the main table's notes)
+  experiments/results/text_sets_probe.json     experiments/text_sets_probe.py
+  experiments/results/recipe_probe.json        experiments/recipe_probe.py
+  experiments/results/dev_split.json           experiments/dev_split_runs.sh
+  experiments/results/description_ablations.json  experiments/description_ablations.py
   benchmarks/results/perf.json                benchmarks/perf.py
 """
 from __future__ import annotations
@@ -21,8 +21,9 @@ import json
 import statistics
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RES = ROOT / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[2]
+RES = ROOT / "experiments" / "results"          # experiment drivers and probes
+PERF = ROOT / "benchmarks" / "results"          # performance measurements
 OUT = ROOT / "docs" / "RESULTS.md"
 SPLITS3 = ["ss0", "ss1", "ss2"]
 V2_DEV_RUNS = ("label", "classifier", "classifier-extra")
@@ -104,11 +105,43 @@ def split_reading(rows: dict) -> str:
             f"fc-only {mean(fc):.1f}, PDCNN-FC with the same texts {mean(base):.1f}. Full adaptation beats fc-only on "
             f"{len(full_wins)} of {len(have)} splits ({', '.join(full_wins) or 'none'}) and PDCNN-FC on {len(beats_base)} "
             f"({', '.join(beats_base) or 'none'}). The recipe was chosen on ss0's classes only (its dev split and val); "
-            f"on the other splits, val per-class top-1 ({val_note}; `benchmarks/results/n3/*.train.jsonl`) {val_said}. "
+            f"on the other splits, val per-class top-1 ({val_note}; `experiments/results/n3/*.train.jsonl`) {val_said}. "
             "The shipped recipe's fc-only model is its final step, not its best on val. "
             + ("So full > fc-only on ss0 is not a general result on this data" if len(full_wins) < len(have)
                else "Full > fc-only held on every split")
             + (", and N3 v3 trails the simpler baseline given the same texts.\n" if mean(full) < mean(base) else ".\n"))
+
+
+def language_section() -> list[str]:
+    """The language control and the hard5 protocol for the shipped ss0 models, from their eval reports."""
+    ck = {"full": ROOT / "checkpoints" / "n3-effl0-minilm-ss0", "fc-only": ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly"}
+    reports = {(m, proto): load(d / ("eval-ss0-test.json" if proto == "paper" else f"eval-ss0-test-{proto}.json"))
+               for m, d in ck.items() for proto in ("paper", "hard5")}
+    if any(r is None for r in reports.values()):
+        return []
+    lines = ["| protocol | full top-1 | fc-only top-1 | full − fc-only | full, no ΔΘ | full, ΔΘ from other classes' texts "
+             "(3 draws) | language_gain |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for proto, chance in (("paper", "25-way, chance 4%"), ("hard5", "5-way, chance 20%")):
+        f, c = reports["full", proto], reports["fc-only", proto]
+        ft, ct = f["per_class_top1"]["median"], c["per_class_top1"]["median"]
+        draws = ", ".join(pct(x) for x in f["swapped_adaptation_all"])
+        lines.append(f"| {proto} ({chance}) | {pct(ft)} | {pct(ct)} | {100 * (ft - ct):+.1f} | {pct(f['no_adaptation'])} | "
+                     f"{pct(f['swapped_adaptation'])} ({draws}) | {100 * f['language_gain']:+.1f} |")
+    f = reports["full", "paper"]
+    gain, shift = f["language_gain"], f["swapped_adaptation"] - f["no_adaptation"]
+    return ["## Does the language move the network? (shipped ss0 models)\n",
+            "`python -m n3core evaluate --split ss0 [--protocol hard5]` writes a language control beside every full-"
+            "adaptation result: the same classifier rows (written from the test descriptions) with no ΔΘ at all, and "
+            "with ΔΘ written from the descriptions of 25 (hard5: 5) random ss0 *train* classes, median of 3 seeded "
+            "draws; `language_gain` is top-1 minus the latter. A network written for the task from its own words "
+            "should lose accuracy when another class set's words write it. `hard5`: each test class in a 5-way task "
+            "with the 4 test classes whose descriptions are nearest to its own in MiniLM's sentence embedding; "
+            "its per-class top-1 in that task, averaged over the 25 classes.\n",
+            "\n".join(lines), "",
+            f"Reading: of the {100 * (f['per_class_top1']['median'] - f['no_adaptation']):+.1f} points ΔΘ adds on the "
+            f"paper protocol, {100 * shift:+.1f} come with ΔΘ written from any other bird descriptions and "
+            f"{100 * gain:+.1f} from the test classes' own words. The adaptation is a generic shift, not a "
+            "network written for the task: the gap this project's language work has to close (issue 14).\n"]
 
 
 def dev_table(dev: dict, names, steps_note: str = "") -> str:
@@ -137,7 +170,7 @@ def v2_sections() -> list[str]:
                     r = next((r for r in probe["results"] if r["text"] == t and r["image_size"] == z and r["method"] == m), None)
                     cells.append(pct(r["cv_top1"]) if r else "—")
             lines.append(f"| {t} | " + " | ".join(cells) + " |")
-        out += ["### Inputs: image size and description vector (`benchmarks/recipe_probe.py`)\n",
+        out += ["### Inputs: image size and description vector (`experiments/recipe_probe.py`)\n",
                 f"{probe['protocol']}; the two cheap learners stand in for the meta-model. Per-class top-1 (%), 15-way.\n",
                 "\n".join(lines), "",
                 "The mean of the token states (MiniLM's own sentence embedding) beats the max-pooled states the v1 "
@@ -145,7 +178,7 @@ def v2_sections() -> list[str]:
                 "from a transformer over the token states alone.\n"]
     dev = load(RES / "dev_split.json")
     if dev:
-        out += ["### Where the sentence embedding enters (`benchmarks/dev_split_runs.sh`)\n",
+        out += ["### Where the sentence embedding enters (`experiments/dev_split_runs.sh`)\n",
                 f"fc-only N3 on a development split: {dev['split']}; {dev['metric']}.\n",
                 dev_table(dev, V2_DEV_RUNS, " (steps 800–1000)"), "",
                 "*label*: the sentence-embedding MLP adds to the label embedding, before Labels2Adaptation. "
@@ -171,7 +204,7 @@ def v3_sections() -> list[str]:
         lines = ["| training text | CV top-1 (15-way, mean of 10) | dev split top-1 (25-way) |", "| --- | --- | --- |"]
         for name, r in probe["results"].items():
             lines.append(f"| {name} | {pct(r['cv_top1'])} | {pct(r['dev_top1'])} |")
-        out += ["### On frozen features (`benchmarks/text_sets_probe.py`)\n",
+        out += ["### On frozen features (`experiments/text_sets_probe.py`)\n",
                 f"Learner: {probe['learner']}. {probe['protocols']['cv']}; {probe['protocols']['dev']}. "
                 f"Per-class top-1 (%); {probe['machine']}.\n", "\n".join(lines), "",
                 "Reading the other description sets for half of the steps is the largest single gain found in this "
@@ -181,7 +214,7 @@ def v3_sections() -> list[str]:
     dev = load(RES / "dev_split.json")
     if dev:
         v3_runs = [n for n in dev["runs"] if n != "label"]          # v2's chosen runs, then the v3 candidates
-        out += ["### In N3 itself (`benchmarks/dev_split_runs.sh`)\n",
+        out += ["### In N3 itself (`experiments/dev_split_runs.sh`)\n",
                 f"fc-only N3 on the development split ({dev['metric']}); all but *classifier* read the three other "
                 "sets.\n", dev_table(dev, v3_runs), "",
                 "*classifier*: v2. *classifier-extra*: v2 plus the other sets, uniform over all 20 variants of a class "
@@ -208,39 +241,45 @@ def main() -> None:
     rows["PDCNN-FC (v3 inputs)"] = {s: bl3["main"].get(s, {}).get("PDCNN-FC") for s in SPLITS3 + ["ps"]}
     rows.update(n3_results())
     parts = ["# Results\n",
-             "Generated by `benchmarks/write_results.py` from the JSON reports of the scripts named below; "
+             "Generated by `docs/writers/write_results.py` from the JSON reports of the scripts named below; "
              "do not edit by hand. Numbers are **per-class averaged accuracy on the test classes of each split "
              "(unseen in training), top-1 / top-5 in %, median over 10 class orders**, the protocol of "
              "`python -m n3core evaluate`. Chance is 4% (25 classes).\n",
              "Machine: this project's dev machine, 2-core x86_64 CPU, 24 GB RAM, no GPU (every run below).\n",
              "## Main table\n", main_table(rows), "", split_reading(rows),
+             "* **Preprocessing.** Since issue 13 every photo goes through one pipeline (`n3core.preprocess`): the "
+             "whole photo, bicubic, cached at the model's image size. The shipped ss0 rows and the baselines with v2/v3 "
+             "inputs (cached at 224 px already) are on it; the N3 rows of ss1, ss2 and ps and the v1/v2 N3 rows were "
+             "evaluated on the old path (photos cached at 192 px, upsampled to 224), which scored the shipped models "
+             "36.1% (full) and 33.3% (fc-only) on ss0 against 36.8% and 34.8% now. Their models are not kept, so they "
+             "stand until retrained.",
              "* v1 inputs: frozen EfficientNet-Lite0 features at 160 px, description vectors = max-pooled MiniLM "
              "token states (the first recipe). v2 inputs: 224 px (the photos are 227 px) and the normalised mean of "
-             "the token states, MiniLM's own sentence embedding (`.venv/bin/python benchmarks/baselines.py --splits ss0 "
-             "--methods PDCNN-FC ESZSL --no-ablations --image-size 224 --text mean --out benchmarks/results/baselines-v2.json`); "
+             "the token states, MiniLM's own sentence embedding (`.venv/bin/python experiments/baselines.py --splits ss0 "
+             "--methods PDCNN-FC ESZSL --no-ablations --image-size 224 --text mean --out experiments/results/baselines-v2.json`); "
              "N3 v2 was run on ss0 and ps only: its ss1/ss2 are \"not run\", not zero; the v2 baselines on ss1/ss2 were added "
              "later with `--splits ss1 ss2` (same command otherwise).",
-             "* Baselines (`benchmarks/baselines.py`): hyperparameters chosen on each split's val classes from "
+             "* Baselines (`experiments/baselines.py`): hyperparameters chosen on each split's val classes from "
              f"{bl.get('search_budget', 8)} settings per method (the same budget for each), then one test evaluation. "
              "ESZSL runs on L2-normalised features and embeddings (a first run on raw features reached only 25% "
              "val on ss0 and was replaced on that val evidence).",
              "* mean ± sd: over the three standard splits; ps (no test species among ImageNet's classes) is separate.",
              "* N3 v1: the first two-stage recipe (`checkpoints/recipe-fconly-v1.json`, `recipe-full-v1.json`; 160 px, "
              "label embedding from the transformer alone), shipped until v2; ss1 and ss2 with the full stage shortened "
-             "to 300 steps (`V1=1 benchmarks/n3_runs.sh`); ps with the earlier full recipe, 600 steps.",
+             "to 300 steps (`V1=1 experiments/n3_runs.sh`); ps with the earlier full recipe, 600 steps.",
              "* N3 v2: `checkpoints/recipe-fconly-v2.json` then `recipe-full-v2.json` (224 px; the sentence-embedding "
              "MLP adds to each classifier row; view 0 of the cached fc-only features is the whole photo); see "
-             "*How v2 was chosen* below. ps: the same recipe trained on ps's train classes (`benchmarks/ps_runs.sh`).",
+             "*How v2 was chosen* below. ps: the same recipe trained on ps's train classes (`experiments/ps_runs.sh`).",
              "* N3 v3 (shipped): `checkpoints/recipe-fconly.json` then `recipe-full.json`: v2 trained on more than one "
              "description per class (the main text half the time, else a sentence-dropped copy or the class's "
              "Wikipedia / GPT-3 / GPT-4 description); evaluation reads All About Birds only, like every other row. "
              "See *How v3 was chosen*. The PDCNN-FC row with v3 inputs trains on the same extra descriptions "
-             "(`benchmarks/baselines.py --splits ss0 ss1 ss2 --methods PDCNN-FC --no-ablations --image-size 224 --text mean "
-             "--extra-sets wikipedia_lead gpt3_descriptors gpt4_part_descriptors --out benchmarks/results/baselines-v3.json`). "
+             "(`experiments/baselines.py --splits ss0 ss1 ss2 --methods PDCNN-FC --no-ablations --image-size 224 --text mean "
+             "--extra-sets wikipedia_lead gpt3_descriptors gpt4_part_descriptors --out experiments/results/baselines-v3.json`). "
              "N3 v3 on ss1 and ss2: the shipped recipe unchanged, trained on each split's train classes, the full stage "
-             "val-selected (`benchmarks/n3_runs.sh`).",
+             "val-selected (`experiments/n3_runs.sh`).",
              ""]
-    parts += v3_sections() + v2_sections()
+    parts += language_section() + v3_sections() + v2_sections()
 
     # baselines' chosen settings
     lines = ["| split | method | val top-1 (chosen) | chosen setting |", "| --- | --- | --- | --- |"]
@@ -263,7 +302,7 @@ def main() -> None:
     parts += ["## Ablations\n", "### γ and initial μ (the paper's table 3), N3 full on ss0\n",
               "For each (γ, μ₀) the full stage, shortened to 100 steps (val picks step 50 or 100), starts from the "
               "fc-only model: v3, the shipped recipe from the shipped fc-only checkpoint; v1, the v1 recipe from the v1 "
-              "fc-only run (`benchmarks/n3_runs.sh`, `V1=1` for v1). γ is fixed; μ is trainable (its value in the "
+              "fc-only run (`experiments/n3_runs.sh`, `V1=1` for v1). γ is fixed; μ is trainable (its value in the "
               "evaluated checkpoint is shown). The shipped full model is γ = 1, μ₀ = 0.001.\n", "\n".join(lines), "",
               "Reading: γ < 1 scales every adapted tensor, convolutions and BatchNorm scales and shifts alike; "
               "with BatchNorm statistics frozen at their pretrained values the shrinkage compounds over Lite0's "
@@ -279,7 +318,7 @@ def main() -> None:
             lines.append(f"| {name} | {k} | {pct(cell(fc)[0])} / {pct(cell(fc)[1])} | {pct(cell(full)[0])} / {pct(cell(full)[1])} |")
         parts += ["### Description source (the paper's table 4, and what it left open), ss0 test\n",
                   "The shipped (v3) ss0 models with other texts swapped in at test time (v3 trained on All About Birds half the time and otherwise on sentence-dropped copies of it or the other three sets' texts of its train classes, so those sets are no longer foreign to it); "
-                  f"`benchmarks/description_ablations.py`. *shuffled*: every class gets another test class's text. "
+                  f"`experiments/description_ablations.py`. *shuffled*: every class gets another test class's text. "
                   f"*name_masked*: the class's own name replaced by \"this bird\" ({da['name_masked_changed']} changed). "
                   "Wikipedia covers only some test classes, so All About Birds on the same classes is given beside it.\n",
                   "\n".join(lines), ""]
@@ -294,12 +333,12 @@ def main() -> None:
                 ref = bl["main"].get("ss0", {}).get(name)
                 lines.append(f"| {label} | {name} | {pct(cell(r)[0])} | {pct(cell(r)[1])} | {pct(cell(ref)[0])} |")
         parts += ["### Text encoder and backbone, ss0 test (baseline level)\n",
-                  "Run with the baselines (same search, same protocol; `benchmarks/baselines.py`). "
+                  "Run with the baselines (same search, same protocol; `experiments/baselines.py`). "
                   f"{ab.get('text_encoder', {}).get('note', '')}. These ablations are at the baseline level: N3 reads "
                   "token states, which a bag of words does not give, and training N3 on a random backbone was not run.\n",
                   "\n".join(lines), ""]
 
-    perf = load(RES / "perf.json")
+    perf = load(PERF / "perf.json")
     if perf:
         s = perf["synthesis_ms"]
         lines = ["| measure | value | target |", "| --- | --- | --- |"]
@@ -342,7 +381,7 @@ def main() -> None:
                   *(["No K up to 100 raised the peak: ΔΘ has the backbone's size whatever K is, and the K-dependent "
                      "parts (label embeddings, the K×1280 classifier) are small beside it.\n"]
                     if g and all(v["peak_rss_increase_mb"] < 1 for v in g.values()) else [])]
-        app = load(RES / "app_latency.json")
+        app = load(PERF / "app_latency.json")
         if app:
             parts += [f"App, edit → updated predictions (both classifiers re-synthesized, 10 photos classified; "
                       f"`benchmarks/app_latency.py`, {app.get('machine', 'this machine')}): K = 5: {app['5']['predictions_ms']:.0f} ms, K = 25: "
@@ -352,12 +391,13 @@ def main() -> None:
     parts += ["## Reproduce\n", "```bash",
               ".venv/bin/python -m n3core evaluate --checkpoint checkpoints/n3-effl0-minilm-ss0 --split ss0 --out checkpoints/n3-effl0-minilm-ss0/eval-ss0-test.json",
               ".venv/bin/python -m n3core evaluate --checkpoint checkpoints/n3-effl0-minilm-ss0-fconly --split ss0 --out checkpoints/n3-effl0-minilm-ss0-fconly/eval-ss0-test.json",
-              "bash benchmarks/n3_runs.sh            # ss1, ss2 and the gamma/mu0 ablation",
-              "bash benchmarks/ps_runs.sh            # ps",
-              ".venv/bin/python benchmarks/baselines.py",
-              ".venv/bin/python benchmarks/description_ablations.py",
+              "# hard5: the same two commands with --protocol hard5 --out checkpoints/NAME/eval-ss0-test-hard5.json",
+              "bash experiments/n3_runs.sh            # ss1, ss2 and the gamma/mu0 ablation",
+              "bash experiments/ps_runs.sh            # ps",
+              ".venv/bin/python experiments/baselines.py",
+              ".venv/bin/python experiments/description_ablations.py",
               ".venv/bin/python benchmarks/perf.py",
-              ".venv/bin/python benchmarks/write_results.py", "```", ""]
+              ".venv/bin/python docs/writers/write_results.py", "```", ""]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(parts))
     print(f"wrote {OUT}")

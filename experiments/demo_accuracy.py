@@ -1,7 +1,7 @@
 """How well the app's demo classifier does: the five demo descriptions (ours, assets/demo) over
 every shared CUB photo of those five ss0 test species (unseen in training).
 
-    .venv/bin/python benchmarks/demo_accuracy.py [--out benchmarks/results/demo_accuracy.json]
+    .venv/bin/python experiments/demo_accuracy.py [--out experiments/results/demo_accuracy.json]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "demo_accuracy.json"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "demo_accuracy.json"))
     args = ap.parse_args()
     desc = demo_descriptions()
     cub = read_cub(resolve_data_root(None))
@@ -38,4 +38,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from n3core import runtime
+
+    runtime.setup()
     main()

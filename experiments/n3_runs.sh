@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # N3 training runs behind docs/RESULTS.md (the shipped ss0 models and the ps runs of
-# benchmarks/ps_runs.sh are reused, not retrained):
+# experiments/ps_runs.sh are reused, not retrained):
 #   1. ss1 and ss2 with the shipped v3 recipe, exactly as the shipped ss0 models were trained
 #      (checkpoints/recipe-fconly.json, final step; then recipe-full.json from it, val-selected);
 #   2. the gamma / mu0 ablation on ss0 (the paper's table 3): the v3 full stage shortened to 100 steps,
@@ -12,8 +12,8 @@
 #   N3_SPLITS="ss1" N3_GM="" ...   and   N3_SPLITS="ss2" N3_GM="" ...   (N3_GM: "gamma:mu0 ...")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source benchmarks/_runs.sh
-R=benchmarks/results/n3
+source experiments/_runs.sh
+R=experiments/results/n3
 mkdir -p "$R" runs
 GM_ALL="0.999:0.001 0.99:0.01 0.9:0.1 0.5:0.5 0.1:0.9 0.01:0.99"
 

@@ -1,7 +1,7 @@
 """Does N3 read the descriptions? The shipped ss0 models (full and fc-only) evaluated on ss0
 test with other description sources, for docs/RESULTS.md.
 
-    .venv/bin/python benchmarks/description_ablations.py [--permutations 10] [--out benchmarks/results/description_ablations.json]
+    .venv/bin/python experiments/description_ablations.py [--permutations 10] [--out experiments/results/description_ablations.json]
 
 Sources (the models were trained on All About Birds; every other source is swapped in at
 test time):
@@ -48,7 +48,7 @@ def derangement(items: list, seed: int = 0) -> list:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--permutations", type=int, default=10)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "description_ablations.json"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "description_ablations.json"))
     args = ap.parse_args()
     root = resolve_data_root(None)
     test = load_split(root, "ss0")["test"]
@@ -90,4 +90,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from n3core import runtime
+
+    runtime.setup()
     main()

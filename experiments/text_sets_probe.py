@@ -1,7 +1,7 @@
 """Does training on more than one description per class help zero-shot? A fast probe on frozen
 features that never reads a ss0 test class.
 
-    .venv/bin/python benchmarks/text_sets_probe.py [--out benchmarks/results/text_sets_probe.json]
+    .venv/bin/python experiments/text_sets_probe.py [--out experiments/results/text_sets_probe.json]
 
 Learner: PDCNN-FC (``n3core.baselines``: an MLP from the description's sentence embedding to
 cosine-classifier weights; hidden 1024, dropout 0.5, lr 3e-4, weight decay 1e-2, 60 epochs, the
@@ -19,8 +19,8 @@ mini-batch:
 * ``sets+drop, main 0.5``: both kinds of alternatives.
 
 Two protocols: 5-fold CV over ss0's 75 train + val classes with two fold seeds (10 held-out sets
-of 15 classes, mean), and the development split ``benchmarks/splits/ss0-dev.json`` (50 train /
-25 held-out classes, as ``benchmarks/dev_split_runs.sh`` uses for N3 itself).
+of 15 classes, mean), and the development split ``experiments/splits/ss0-dev.json`` (50 train /
+25 held-out classes, as ``experiments/dev_split_runs.sh`` uses for N3 itself).
 """
 from __future__ import annotations
 
@@ -34,12 +34,14 @@ from pathlib import Path
 import torch
 
 from n3core.backbones import create_backbone
-from n3core.baselines import PDCNNConfig, PDCNNFC, meanpool_text, per_class_top1, predict, train_pdcnn
+from n3core.baselines import PDCNNConfig, PDCNNFC, cached_features, meanpool_text, per_class_top1, predict, train_pdcnn
 from n3core.data import description_file, load_descriptions, resolve_data_root
+from n3core.datasets import class_folds, trainval_records
 from n3core.evaluate import write_report
+from n3core.imagecache import ImageCache
+from n3core.preprocess import PreprocessSpec
 from n3core.text import TextEncoder
-from n3core.train import text_variants
-from recipe_probe import features, folds, ss0_trainval
+from n3core.textbank import text_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 HP = dict(hidden=1024, dropout=0.5, lr=3e-4, weight_decay=1e-2, epochs=60)
@@ -51,11 +53,12 @@ VARIANTS = {"main": ("", 1.0), "sets, main 0.7": ("sets", 0.7), "sets, main 0.5"
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "text_sets_probe.json"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "text_sets_probe.json"))
     args = ap.parse_args()
     root = resolve_data_root(None)
-    classes, records, labels_of = ss0_trainval(root)
-    feats = features(create_backbone("efficientnet_lite0"), records, 224)
+    classes, records, labels_of = trainval_records(root, "ss0")
+    bb = create_backbone("efficientnet_lite0")
+    feats = cached_features(bb, ImageCache(records, PreprocessSpec.for_backbone(bb, 224)), "probe")[0]
     te = TextEncoder()
 
     main_text = load_descriptions(description_file(root, "allaboutbirds"), classes)
@@ -84,12 +87,12 @@ def main() -> None:
                                torch.stack([vec[c] for c in train]), cfg, alternatives=alts, main_prob=main_prob)
         return per_class_top1(predict(model, fv, torch.stack([vec[c] for c in held])), yv, len(held))
 
-    dev = json.loads((ROOT / "benchmarks" / "splits" / "ss0-dev.json").read_text())
-    cv_sets = [held for seed in (0, 1) for held in folds(classes, 5, seed)]
+    dev = json.loads((ROOT / "experiments" / "splits" / "ss0-dev.json").read_text())
+    cv_sets = [held for seed in (0, 1) for held in class_folds(classes, 5, seed)]
     report = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
               "learner": f"PDCNN-FC {HP} on frozen Lite0 features, 224 px; evaluation text: All About Birds",
               "protocols": {"cv": "5-fold CV over ss0 train+val, fold seeds 0 and 1 (10 held-out sets of 15 classes)",
-                            "dev": "benchmarks/splits/ss0-dev.json: 50 train / 25 held-out classes"},
+                            "dev": "experiments/splits/ss0-dev.json: 50 train / 25 held-out classes"},
               "results": {}}
     for variant in VARIANTS:
         t0 = time.time()
@@ -103,4 +106,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from n3core import runtime
+
+    runtime.setup()
     main()

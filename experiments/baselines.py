@@ -1,6 +1,6 @@
 """Baselines on the paper's protocol, and the baseline-level ablations, for docs/RESULTS.md.
 
-    .venv/bin/python benchmarks/baselines.py [--out benchmarks/results/baselines.json]
+    .venv/bin/python experiments/baselines.py [--out experiments/results/baselines.json]
 
 For every split (ss0, ss1, ss2, ps) and method (PDCNN-FC, PDCNN-FC+Conv, ESZSL):
 hyperparameters are searched on the split's **val** classes with the same budget for every
@@ -14,15 +14,13 @@ the backbone (ImageNet-pretrained EfficientNet-Lite0 vs the same architecture wi
 weights). Features: frozen backbone, centre crop at ``--image-size`` px (160 by default, the first
 N3 checkpoints' size); description vectors: ``--text maxpool`` (max-pooled MiniLM token states,
 the first runs) or ``--text mean`` (their normalised mean, MiniLM's own sentence embedding;
-``benchmarks/recipe_probe.py`` found it far better).
+``experiments/recipe_probe.py`` found it far better).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import random
-import statistics
 import time
 from pathlib import Path
 
@@ -30,10 +28,12 @@ import torch
 
 from n3core.backbones import create_backbone
 from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
-                              extract_features, maxpool_text, meanpool_text, pca_maps, per_class_top1, predict, train_pdcnn)
+                              cached_features, maxpool_text, meanpool_text, pca_maps, per_class_top1, predict,
+                              train_pdcnn)
 from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
-from n3core.evaluate import per_class_accuracy, write_report
+from n3core.evaluate import class_orders, over_orders, per_class_accuracy, write_report
 from n3core.imagecache import ImageCache
+from n3core.preprocess import PreprocessSpec
 from n3core.text import TextEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,42 +50,15 @@ assert len(PDCNN_GRID) == len(ESZSL_GRID) == BUDGET
 
 def protocol(score_fn, feats, labels, n_classes: int, maps=None, permutations: int = 10, seed: int = 0) -> dict:
     """``score_fn(order) -> logits [N, K]`` for a class order (a permutation of range(K))."""
-    rng = random.Random(seed)
-    base = list(range(n_classes))
-    orders = [base] + [rng.sample(base, n_classes) for _ in range(permutations - 1)]
     t1, t5 = [], []
-    for order in orders:
+    for order in class_orders(list(range(n_classes)), permutations, seed):
         logits = score_fn(order)
         pos = torch.empty(n_classes, dtype=torch.long)
         pos[torch.tensor(order)] = torch.arange(n_classes)
         r = per_class_accuracy(logits, pos[labels], n_classes)
         t1.append(r["top1"])
         t5.append(r["top5"])
-    return {"per_class_top1": {"median": statistics.median(t1), "all": t1},
-            "per_class_top5": {"median": statistics.median(t5), "all": t5}, "classes": n_classes, "images": len(labels)}
-
-
-def cached_features(bb, cache: ImageCache, tag: str, maps: bool = False, size: int | None = None):
-    """extract_features at ``size`` px (default: this script's ``--image-size``), kept in the n3
-    cache folder as .npy (keyed by images, backbone, tag, size)."""
-    import hashlib
-
-    import numpy as np
-
-    from n3core.imagecache import cache_dir, save_array
-
-    size = size or IMAGE_SIZE
-    key = hashlib.sha256(("\n".join(str(r.path) for r in cache.records) + f"|{bb.name}|{tag}|{size}"
-                          + (f"|{cache.side}" if cache.side != 192 else "")).encode()
-                         ).hexdigest()[:16]
-    fp, mp = cache_dir() / f"baseline-feats-{key}.npy", cache_dir() / f"baseline-maps-{key}.npy"
-    if fp.exists() and (mp.exists() or not maps):
-        return torch.from_numpy(np.load(fp)), (torch.from_numpy(np.load(mp)) if maps else None)
-    f, m = extract_features(bb, cache, size, maps=maps)
-    save_array(fp, f.numpy())
-    if maps:
-        save_array(mp, m.numpy())
-    return f, m
+    return {**over_orders(t1, t5), "classes": n_classes, "images": len(labels)}
 
 
 class SplitData:
@@ -158,7 +131,7 @@ def method_result(name: str, data: SplitData) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "baselines.json"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "baselines.json"))
     ap.add_argument("--splits", nargs="*", default=SPLITS)
     ap.add_argument("--methods", nargs="*", default=["PDCNN-FC", "PDCNN-FC+Conv", "ESZSL"],
                     help="rerun only these; results of the others already in --out are kept")
@@ -175,7 +148,8 @@ def main() -> None:
     torch.set_num_threads(1)   # small matmuls: one thread is fastest, and it leaves a core to other jobs
     root = resolve_data_root(None)
     cub = read_cub(root)
-    cache = ImageCache(cub.records, max(192, IMAGE_SIZE))
+    bb = create_backbone("efficientnet_lite0")
+    cache = ImageCache(cub.records, PreprocessSpec.for_backbone(bb, IMAGE_SIZE))
     te = TextEncoder()
     desc = load_descriptions(description_file(root, "allaboutbirds"))
     classes = cub.classes
@@ -187,13 +161,12 @@ def main() -> None:
         have = [c for c in classes if c in more]
         for c, v in zip(have, pool(te, [more[c] for c in have])):
             alternatives[c].append(v)
-    bb = create_backbone("efficientnet_lite0")
     t0 = time.time()
     feats, maps = cached_features(bb, cache, "pretrained", maps=True)
     print(f"features {tuple(feats.shape)}, maps {tuple(maps.shape)} in {time.time() - t0:.0f} s", flush=True)
     report = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
               "protocol": "per-class top-1/top-5 on the test classes, median of 10 class orders",
-              "features": f"frozen efficientnet_lite0, centre crop {IMAGE_SIZE} px", "text": f"{args.text}-pooled MiniLM token states",
+              "features": f"frozen efficientnet_lite0, whole photo at {IMAGE_SIZE} px", "text": f"{args.text}-pooled MiniLM token states",
               "extra_sets": args.extra_sets, "image_size": IMAGE_SIZE,
               "search_budget": BUDGET, "main": {}, "ablations": {}}
     if Path(args.out).exists():                      # keep what is not rerun
@@ -234,4 +207,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from n3core import runtime
+
+    runtime.setup()
     main()

@@ -8,8 +8,8 @@
 # Finished runs and evaluations are skipped. N3_THREADS=1 leaves a core to another job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source benchmarks/_runs.sh
-R=benchmarks/results
+source experiments/_runs.sh
+R=experiments/results
 ev checkpoints/n3-effl0-minilm-ss0 ps $R/ss0-full-on-ps-test.json
 ev checkpoints/n3-effl0-minilm-ss0-fconly ps $R/ss0-fconly-on-ps-test.json
 tr runs/ps-v3-fconly --split ps --config checkpoints/recipe-fconly.json

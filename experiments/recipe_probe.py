@@ -1,6 +1,6 @@
 """Which inputs make zero-shot work easier? A fast probe that never reads a test class.
 
-    .venv/bin/python benchmarks/recipe_probe.py [--out benchmarks/results/recipe_probe.json]
+    .venv/bin/python experiments/recipe_probe.py [--out experiments/results/recipe_probe.json]
 
 Cross-validation over the 75 train + val classes of ``ss0`` (5 folds of 15 held-out classes,
 train on the other 60; ss0's 25 test classes are never loaded): per-class top-1 on the held-out
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import time
 from pathlib import Path
 
@@ -26,14 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from n3core.backbones import create_backbone
-from n3core.baselines import (PDCNNConfig, PDCNNFC, eszsl_fit, eszsl_scores, maxpool_text,
+from n3core.baselines import (PDCNNConfig, PDCNNFC, cached_features, eszsl_fit, eszsl_scores, maxpool_text,
                               meanpool_text, per_class_top1, predict, train_pdcnn)
-from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
+from n3core.datasets import class_folds, trainval_records
+from n3core.data import description_file, load_descriptions, resolve_data_root
 from n3core.evaluate import write_report
 from n3core.imagecache import ImageCache
+from n3core.preprocess import PreprocessSpec
 from n3core.text import TextEncoder, split_sentences
-
-from baselines import cached_features
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDS = 5
@@ -44,8 +43,8 @@ PDCNN_GRID = [dict(hidden=512, dropout=0.3, lr=1e-3, weight_decay=1e-3, epochs=6
 
 
 def features(bb, records, size: int) -> torch.Tensor:
-    """Frozen pooled features ``[N, F]`` of ``records``, centre crop at ``size`` px (cached)."""
-    return cached_features(bb, ImageCache(records, max(192, size)), "probe", size=size)[0]
+    """Frozen pooled features ``[N, F]`` of ``records``, the whole photo at ``size`` px (cached)."""
+    return cached_features(bb, ImageCache(records, PreprocessSpec.for_backbone(bb, size)), "probe")[0]
 
 
 @torch.no_grad()
@@ -74,21 +73,6 @@ def text_vectors(te: TextEncoder, texts: list[str], how: str) -> torch.Tensor:
     return torch.stack(out)
 
 
-def ss0_trainval(root) -> tuple[list[str], list, list[str]]:
-    """ss0's 75 train + val classes (never its test classes), their photo records and each photo's class."""
-    cub = read_cub(root)
-    split = load_split(root, "ss0")
-    classes = split["train"] + split["val"]
-    records = [r for r in cub.records if r.label in set(classes)]
-    return classes, records, [r.label for r in records]
-
-
-def folds(classes: list[str], k: int, seed: int = 0) -> list[list[str]]:
-    c = list(classes)
-    random.Random(seed).shuffle(c)
-    return [c[i::k] for i in range(k)]
-
-
 def run(feats, labels_of, text, classes, held_out, method, hp) -> float:
     train = [c for c in classes if c not in held_out]
     def part(cs):
@@ -107,18 +91,18 @@ def run(feats, labels_of, text, classes, held_out, method, hp) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recipe_probe.json"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "recipe_probe.json"))
     ap.add_argument("--sizes", nargs="*", type=int, default=[160, 224])
     ap.add_argument("--texts", nargs="*", default=["maxpool-paragraph", "maxpool-sentences", "mean-paragraph",
                                                    "mean-sentence-embeddings", "mean-sentence-tokens"])
     args = ap.parse_args()
     torch.manual_seed(0)
     root = resolve_data_root(None)
-    classes, records, labels_of = ss0_trainval(root)
+    classes, records, labels_of = trainval_records(root, "ss0")
     desc = load_descriptions(description_file(root, "allaboutbirds"), classes)
     bb = create_backbone("efficientnet_lite0")
     te = TextEncoder()
-    fs = folds(classes, FOLDS)
+    fs = class_folds(classes, FOLDS)
     report = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
               "protocol": f"{FOLDS}-fold CV over ss0 train+val classes (15 held out per fold); per-class top-1 "
                           "of one 15-way classifier per fold, mean over folds; best grid setting",
@@ -145,4 +129,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from n3core import runtime
+
+    runtime.setup()
     main()

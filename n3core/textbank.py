@@ -1,0 +1,72 @@
+"""Training texts: every class's description variants, encoded once, and the per-step pick.
+
+A class reads, in a training step, either its main description or one of its *variants*:
+copies with sentences dropped (:func:`text_variants`) and its texts from other description
+sets (``TrainConfig.extra_descriptions``). :class:`TextBank` encodes all of them once with the
+frozen text encoder and hands out padded token states for any class list.
+"""
+from __future__ import annotations
+
+import torch
+
+from .text import TextEncoder, split_sentences
+
+__all__ = ["text_variants", "TextBank"]
+
+
+def text_variants(text: str, n: int, keep: float, rng) -> list[str]:
+    """``text`` plus ``n - 1`` copies with each sentence dropped with probability ``1 - keep``
+    (at least one sentence kept, order preserved): text augmentation for training."""
+    sents = split_sentences(text)
+    out = [text]
+    for _ in range(n - 1):
+        kept = [x for x in sents if rng.random() < keep] or [rng.choice(sents)]
+        out.append(" ".join(kept))
+    return out
+
+
+class TextBank:
+    """Token states of every class description (and its training variants), computed once.
+
+    ``get(classes)`` → padded ``[K, L, D]`` states and ``[K, L]`` mask of variant 0 (the main
+    text); ``get(classes, device, rng)`` picks a random variant per class (training): variant 0
+    with probability ``main_prob`` and otherwise one of the others, or uniformly over all when
+    ``main_prob`` is None."""
+
+    def __init__(self, encoder: TextEncoder, variants: dict[str, list[str]], classes: list[str],
+                 main_prob: float | None = None):
+        self.main_prob = main_prob
+        flat = [(c, t) for c in classes for t in variants[c]]
+        self.rows: dict[str, list[int]] = {c: [] for c in classes}
+        for j, (c, _) in enumerate(flat):
+            self.rows[c].append(j)
+        tokens, self.truncated = [], []                  # tokens[j]: [n_j, D] real-token states of text j
+        for i in range(0, len(flat), 64):                # chunks bound the encoder's padded batch
+            enc = encoder.encode([t for _, t in flat[i:i + 64]])
+            tokens += [st[m] for st, m in zip(enc.states, enc.mask)]
+            self.truncated += [flat[i + t.index][0] for t in enc.truncated]
+        L = max(len(t) for t in tokens)
+        self.states = torch.zeros(len(tokens), L, tokens[0].shape[-1])
+        self.mask = torch.zeros(len(tokens), L, dtype=torch.bool)
+        for j, t in enumerate(tokens):
+            self.states[j, :len(t)] = t
+            self.mask[j, :len(t)] = True
+
+    def pick(self, classes: list[str], rng=None) -> list[int]:
+        """Row of the text each class reads: variant 0 without ``rng``, else a random variant."""
+        if rng is None:
+            return [self.rows[c][0] for c in classes]
+        if self.main_prob is None:
+            return [self.rows[c][int(torch.randint(len(self.rows[c]), (1,), generator=rng))] for c in classes]
+        idx = []
+        for c in classes:
+            rows = self.rows[c]
+            main = len(rows) == 1 or float(torch.rand(1, generator=rng)) < self.main_prob
+            idx.append(rows[0] if main else rows[1 + int(torch.randint(len(rows) - 1, (1,), generator=rng))])
+        return idx
+
+    def get(self, classes: list[str], device="cpu", rng=None) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.tensor(self.pick(classes, rng))
+        mask = self.mask[idx]
+        L = int(mask.sum(1).max())
+        return self.states[idx, :L].to(device), mask[:, :L].to(device)
