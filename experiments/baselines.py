@@ -11,7 +11,7 @@ classes, every photo, per-class top-1/top-5, median over 10 class orders (as
 
 Ablations on ss0 (same search): the text encoder (max-pooled MiniLM vs TF-IDF bag of words) and
 the backbone (ImageNet-pretrained EfficientNet-Lite0 vs the same architecture with random
-weights). Features: frozen backbone, centre crop at ``--image-size`` px (160 by default, the first
+weights). Features: frozen backbone, the whole photo at ``--image-size`` px (160 by default, the first
 N3 checkpoints' size); description vectors: ``--text maxpool`` (max-pooled MiniLM token states,
 the first runs) or ``--text mean`` (their normalised mean, MiniLM's own sentence embedding;
 ``experiments/recipe_probe.py`` found it far better).

@@ -32,8 +32,6 @@ confirm the chosen candidate.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import platform
 import random
@@ -41,7 +39,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,7 +48,7 @@ from n3core.backbones import create_backbone
 from n3core.data import description_file, load_descriptions, read_cub, resolve_data_root
 from n3core.datasets import resolve_split
 from n3core.evaluate import nearest_by_embedding, per_class_accuracy, write_report
-from n3core.imagecache import ImageCache, cache_dir, save_array
+from n3core.imagecache import ImageCache, cache_path, load_array, save_array
 from n3core.meta import mean_embedding
 from n3core.preprocess import PreprocessSpec
 from n3core.text import TextEncoder
@@ -70,11 +67,10 @@ def head_maps(records, views: int = 2, seed: int = 0) -> torch.Tensor:
     bb = create_backbone()
     m = bb.module.eval()
     spec = PreprocessSpec.for_backbone(bb, 224)
-    key = hashlib.sha256(json.dumps([[str(r.path) for r in records], views, seed, spec.to_dict(), "head-z"]).encode()
-                         ).hexdigest()[:16]
-    path = cache_dir() / f"head-maps-{key}.npy"
-    if path.exists():
-        return torch.from_numpy(np.load(path))
+    path = cache_path("head-maps", [str(r.path) for r in records], views, seed, spec.to_dict(), bb.weights_source)
+    cached = load_array(path, (len(records), views, 1280, 7, 7))
+    if cached is not None:
+        return torch.from_numpy(cached)
     cache = ImageCache(records, spec)
     grabbed = []
     hook = m.conv_head.register_forward_hook(lambda mod, inp, out: grabbed.append(out))

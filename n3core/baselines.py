@@ -68,17 +68,13 @@ def cached_features(backbone: Backbone, cache: ImageCache, tag: str, *, maps: bo
     """:func:`extract_features` of ``cache``'s photos, kept in the n3 cache folder as .npy
     (keyed by the photos, the backbone, ``tag`` and the cache's preprocessing spec): the
     experiment drivers and probes share it."""
-    import hashlib
+    from .imagecache import cache_path, load_array, save_array
 
-    import numpy as np
-
-    from .imagecache import cache_dir, save_array
-
-    key = hashlib.sha256(("\n".join(str(r.path) for r in cache.records)
-                          + f"|{backbone.name}|{tag}|{cache.spec.to_dict()}").encode()).hexdigest()[:16]
-    fp, mp = cache_dir() / f"baseline-feats-{key}.npy", cache_dir() / f"baseline-maps-{key}.npy"
-    if fp.exists() and (mp.exists() or not maps):
-        return torch.from_numpy(np.load(fp)), (torch.from_numpy(np.load(mp)) if maps else None)
+    parts = ([str(r.path) for r in cache.records], backbone.name, backbone.weights_source, tag, cache.spec.to_dict())
+    fp, mp = cache_path("baseline-feats", *parts), cache_path("baseline-maps", *parts)
+    f, m = load_array(fp), (load_array(mp) if maps else None)
+    if f is not None and len(f) == len(cache) and (m is not None or not maps):
+        return torch.from_numpy(f), (torch.from_numpy(m) if maps else None)
     f, m = extract_features(backbone, cache, maps=maps, progress=progress)
     save_array(fp, f.numpy())
     if maps:

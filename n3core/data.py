@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
-    "DataError", "ImageError", "ImageRecord", "ImageSet", "EpisodeSampler", "ImageDataset",
+    "DataError", "ImageError", "ImageRecord", "ImageSet", "EpisodeSampler",
     "DESCRIPTION_SETS", "SPLITS", "read_cub", "read_image_folder", "load_descriptions", "parse_descriptions", "load_split",
     "resolve_data_root", "load_image", "display_name", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS",
 ]
@@ -354,21 +353,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB") if im.mode != "RGB" else im
 
 
-# ----------------------------------------------------------------------------- torch side
-class ImageDataset(torch.utils.data.Dataset):
-    """``records`` → ``(image tensor, class index)`` with ``class_index`` mapping labels."""
-
-    def __init__(self, records: Sequence[ImageRecord], class_index: dict[str, int], transform):
-        self.records, self.class_index, self.transform = list(records), class_index, transform
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, i):
-        r = self.records[i]
-        return self.transform(load_image(r.path, bbox=r.bbox)), self.class_index[r.label]
-
-
+# ----------------------------------------------------------------------------- episodes
 class EpisodeSampler:
     """Episodes for meta-training: K classes drawn from ``classes``, then ``batches``
     mini-batches of ``batch_size`` images of those classes (balanced over classes), seeded.

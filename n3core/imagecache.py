@@ -8,6 +8,7 @@ no pickles). Normalisation and augmentation then run on tensors, through the sam
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from .data import ImageRecord, load_image
 from .preprocess import PreprocessSpec
 
-__all__ = ["ImageCache", "cache_dir", "save_array"]
+__all__ = ["ImageCache", "cache_dir", "cache_path", "load_array", "save_array"]
 
 
 def cache_dir() -> Path:
@@ -34,6 +35,26 @@ def save_array(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def cache_path(kind: str, *parts) -> Path:
+    """Where an array computed from ``parts`` lives: ``<cache_dir>/<kind>-<key>.npy``, the key a
+    hash of the parts as JSON. The one keying rule of every on-disk cache (photos, frozen
+    features, feature maps): a change to anything the array depends on is a new file."""
+    key = hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / f"{kind}-{key}.npy"
+
+
+def load_array(path: Path, shape: tuple | None = None) -> np.ndarray | None:
+    """The cached array at ``path``, or None when it is missing, unreadable (a killed write
+    leaves only a temporary file, but a disk can still corrupt one) or of another shape."""
+    if not path.exists():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return arr if shape is None or arr.shape == tuple(shape) else None
+
+
 class ImageCache:
     """``[N, 3, S, S]`` uint8 images for ``records`` (their order), decoded by ``spec``
     (``S = spec.cache_side``), built or reloaded."""
@@ -42,17 +63,8 @@ class ImageCache:
                  progress: bool = True):
         self.records, self.spec = list(records), spec
         self.side = side = spec.cache_side
-        pixels = f"|{side}|{spec.interpolation}|{spec.crop_pct}"
-        key = hashlib.sha256(("\n".join(f"{r.path}|{r.bbox}" for r in self.records) + pixels).encode()).hexdigest()[:16]
-        path = cache_dir() / f"images-{side}-{key}.npy"
-        arr = None
-        if use_disk and path.exists():
-            try:
-                arr = np.load(path, allow_pickle=False, mmap_mode=None)
-                if arr.shape != (len(self.records), 3, side, side):
-                    arr = None
-            except (OSError, ValueError):
-                arr = None
+        path = cache_path(f"images-{side}", [f"{r.path}|{r.bbox}" for r in self.records], spec.to_dict())
+        arr = load_array(path, (len(self.records), 3, side, side)) if use_disk else None
         if arr is None:
             arr = np.empty((len(self.records), 3, side, side), dtype=np.uint8)
             for i, r in enumerate(tqdm(self.records, desc=f"decoding images ({side}px)", disable=not progress,

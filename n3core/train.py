@@ -23,7 +23,6 @@ logs and writes checkpoints.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -32,7 +31,6 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -41,7 +39,7 @@ from .backbones import create_backbone
 from .checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
 from .data import DataError, EpisodeSampler, description_file, load_descriptions, resolve_data_root
 from .datasets import read_images, resolve_split
-from .imagecache import ImageCache, cache_dir, save_array
+from .imagecache import ImageCache, cache_path, load_array, save_array
 from .evaluate import adaptation_accuracy
 from .meta import Adaptation, N3Config, N3Model, config_from_dict
 from .runtime import pick_device
@@ -461,15 +459,13 @@ def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, c
     photo ``[N_val, F]``."""
     spec = model.preprocess
     m = model.backbone_module
-    key = hashlib.sha256(json.dumps(["view0-clean", model.backbone.name, model.backbone.weights_source, spec.to_dict(),
-                                     cfg.feature_views, cfg.seed, [str(r.path) for r in train_cache.records],
-                                     [str(r.path) for r in val_cache.records]]).encode()).hexdigest()[:16]
-    paths = [cache_dir() / f"features-{key}-{part}.npy" for part in ("train", "val")]
-    if model.backbone.pretrained and all(p.exists() for p in paths):
-        try:
-            return tuple(torch.from_numpy(np.load(p, allow_pickle=False)) for p in paths)
-        except (OSError, ValueError):
-            pass
+    paths = [cache_path(f"features-{part}", "view0-clean", model.backbone.name, model.backbone.weights_source,
+                        spec.to_dict(), cfg.feature_views, cfg.seed, [str(r.path) for r in train_cache.records],
+                        [str(r.path) for r in val_cache.records]) for part in ("train", "val")]
+    shapes = [(len(train_cache), cfg.feature_views, model.cfg.feature_dim), (len(val_cache), model.cfg.feature_dim)]
+    cached = [load_array(p, s) for p, s in zip(paths, shapes)] if model.backbone.pretrained else [None]
+    if all(a is not None for a in cached):
+        return tuple(torch.from_numpy(a) for a in cached)
     gen = torch.Generator().manual_seed(cfg.seed + 12345)
     bs = 64
     tf = torch.empty(len(train_cache), cfg.feature_views, model.cfg.feature_dim)

@@ -144,6 +144,45 @@ def language_section() -> list[str]:
             "network written for the task: the gap this project's language work has to close (issue 14).\n"]
 
 
+def probe_table(report: dict) -> str:
+    """Candidates × (paper, hard5): top-1 and language_gain, mean ± sd over the seeds, and each seed."""
+    lines = ["| candidate | seeds | paper top-1 | paper language_gain | hard5 top-1 | hard5 language_gain | paper top-1 by seed |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in report["runs"].items():
+        s = r["summary"]
+        ms = lambda k: f"{100 * s[k]['mean']:.1f} ± {100 * s[k]['sd']:.1f}"
+        by_seed = ", ".join(f"{100 * x['paper']['top1']:.1f}" for x in r["seeds"])
+        lines.append(f"| {name} | {len(r['seeds'])} | {ms('paper_top1')} | {ms('paper_language_gain')} | "
+                     f"{ms('hard5_top1')} | {ms('hard5_language_gain')} | {by_seed} |")
+    return "\n".join(lines)
+
+
+def probe_section() -> list[str]:
+    """Issue 14's candidate search on the late-conditioning proxy (experiments/late_conditioning.py)."""
+    dev = load(RES / "late_conditioning-dev.json")
+    if not dev:
+        return []
+    out = ["## Making the words write the network: candidates (issue 14)\n",
+           "`experiments/late_conditioning.py`, a proxy fast enough for 3 seeds per candidate on this CPU: "
+           "EfficientNet-Lite0's head map before its last activation (`[1280, 7, 7]`) is cached once per photo "
+           "(the whole photo and one augmented crop); every candidate writes each class's classifier row from an "
+           "MLP of its sentence embedding (the shipped model's row path, trained on the v3 text variants) and adds a "
+           "*per-class*, zero-initialised conditioning of the last stage written from the same text: `film` (scale "
+           "and shift of the head's BatchNorm output per class, then ReLU6 and pooling) or `attend` (the text writes "
+           "a query; attention over the 49 positions replaces average pooling, so the description says where to "
+           "look). Each class is scored on its own conditioned features. The language control writes the "
+           "conditioning from random *training* classes' descriptions while the rows stay the true ones. "
+           f"Trained on the {dev['train_classes']} train classes of `experiments/splits/ss0-dev.json` "
+           f"({dev['steps']} episodes of K = 25), scored on its {dev['eval_classes']} held-out classes "
+           f"({dev['eval_photos']} photos); ss0's test classes are not read. {dev['machine']}.\n",
+           probe_table(dev), ""]
+    test = load(RES / "late_conditioning-ss0-test.json")
+    if test:
+        out += [f"Confirmation on ss0 test (trained on ss0's {test['train_classes']} train classes, the candidates "
+                "chosen above only):\n", probe_table(test), ""]
+    return out
+
+
 def dev_table(dev: dict, names, steps_note: str = "") -> str:
     """Markdown table of the dev-split runs in ``names`` (in the report's order): mean of the last 3
     evaluations and the whole curve."""
@@ -279,7 +318,7 @@ def main() -> None:
              "N3 v3 on ss1 and ss2: the shipped recipe unchanged, trained on each split's train classes, the full stage "
              "val-selected (`experiments/n3_runs.sh`).",
              ""]
-    parts += language_section() + v3_sections() + v2_sections()
+    parts += language_section() + probe_section() + v3_sections() + v2_sections()
 
     # baselines' chosen settings
     lines = ["| split | method | val top-1 (chosen) | chosen setting |", "| --- | --- | --- | --- |"]
