@@ -180,6 +180,9 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, prot
         overlap = set(control_descriptions) & set(descriptions)
         if overlap:
             raise ValueError(f"control descriptions must come from other classes; shared: {sorted(overlap)[:3]}")
+        if len(control_descriptions) < 2:
+            raise ValueError("the language control needs descriptions of at least 2 other classes, "
+                             f"got {len(control_descriptions)}")
     t0 = time.time()
     cache = ImageCache(images.records, synthesizer.preprocess, progress=progress)
     features = _Features(cache, batch_size)
@@ -207,10 +210,10 @@ def _paper(synth, descriptions, cache, features, *, full, permutations, seed, co
     classes = list(descriptions)
     orders = class_orders(classes, permutations, seed)
     top1, top5, plain, per_class_runs = [], [], [], []
-    first = None
+    # the unadapted backbone's features (the no-ΔΘ control): one pass, whatever the order
+    plain_feats = features(synth.synthesize(descriptions, mode="fc-only")) if full else None
     for order in tqdm(orders, desc="class-order permutations", disable=not progress):
         clf = synth.synthesize({c: descriptions[c] for c in order})
-        first = first or clf
         idx = {c: i for i, c in enumerate(order)}
         labels = torch.tensor([idx[r.label] for r in cache.records])
         res = _accuracy(clf, features(clf), labels, len(order))
@@ -218,8 +221,7 @@ def _paper(synth, descriptions, cache, features, *, full, permutations, seed, co
         top5.append(res["top5"])
         per_class_runs.append({c: res["per_class_top1"][idx[c]] for c in classes})
         if full:
-            plain.append(_accuracy(clf, features(synth.synthesize(descriptions, mode="fc-only")), labels,
-                                   len(order))["top1"])
+            plain.append(_accuracy(clf, plain_feats, labels, len(order))["top1"])
     med_run = sorted(range(len(top1)), key=lambda i: top1[i])[len(top1) // 2]
     report = {**over_orders(top1, top5), "permutations": len(orders), "per_class_top1_of_median_run": per_class_runs[med_run]}
     if full:

@@ -45,9 +45,9 @@ def descriptions_from_pairs(pairs) -> dict[str, str]:
     out: dict[str, str] = {}
     seen: dict[str, str] = {}
     for name, text in pairs:
-        name = name.strip() if isinstance(name, str) else name
-        key = class_key(name) if isinstance(name, str) else name
-        if key in seen:
+        name = name.strip()
+        key = class_key(name)
+        if name and key in seen:          # an empty name is check_descriptions' to report
             raise SynthesisError(f"duplicate class name: {name!r} and {seen[key]!r}")
         seen[key] = name
         out[name] = text

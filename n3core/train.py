@@ -23,6 +23,7 @@ logs and writes checkpoints.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -166,6 +167,13 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+def _say(rank: int, msg: str) -> None:
+    """A training run's one output path: rank 0 only, above any progress bar."""
+    if rank == 0:
+        tqdm.write(f"[n3] {msg}", file=sys.stdout)
+        sys.stdout.flush()
+
+
 @dataclass
 class Run:
     """Everything one training run needs, prepared once by :func:`prepare_run`."""
@@ -199,10 +207,7 @@ class Run:
         return self.rank == 0
 
     def say(self, msg: str) -> None:
-        """The run's one output path: rank 0 only, above any progress bar."""
-        if self.lead:
-            tqdm.write(f"[n3] {msg}", file=sys.stdout)
-            sys.stdout.flush()
+        _say(self.rank, msg)
 
     def save(self, name: str, step: int, with_optim: bool) -> Path:
         st = {"best_val": self.state["best_val"], "history": self.state["history"][-200:],
@@ -250,7 +255,7 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    say = (lambda m: (tqdm.write(f"[n3] {m}", file=sys.stdout), sys.stdout.flush())) if rank == 0 else (lambda m: None)
+    say = functools.partial(_say, rank)
     model_cfg, cfg, start_step, state, ckpt, resumed = _resume_state(model_cfg, cfg, out, resume, rank, world, say)
 
     root = resolve_data_root(cfg.data)

@@ -28,6 +28,25 @@ def folder(cub, tmp_path_factory):
     return root
 
 
+def test_evaluate_hard5_and_the_control_on_a_folder_say_what_is_wrong(folder, tmp_path, capsys):
+    base = ["evaluate", "--checkpoint", str(CK), "--images", str(folder / "images"), "--descriptions",
+            str(folder / "descriptions.json"), "--no-progress"]
+    assert main(base + ["--protocol", "hard5"]) == 2
+    assert "at least 5 classes" in capsys.readouterr().err
+    one = tmp_path / "control.json"
+    one.write_text(json.dumps({"Mallard": "shared with the evaluated set", "Hawk": "A soaring hawk."}))
+    assert main(base + ["--permutations", "1", "--control-descriptions", str(one)]) == 2
+    assert "at least 2 other classes" in capsys.readouterr().err
+    two = tmp_path / "control2.json"
+    two.write_text(json.dumps({"Hawk": "A soaring hawk of open country.", "Heron": "A tall grey wading bird.",
+                               "Owl": "A round-headed night hunter."}))
+    out = tmp_path / "r.json"
+    assert main(base + ["--permutations", "1", "--control-descriptions", str(two), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["language_gain"] == pytest.approx(r["per_class_top1"]["median"] - r["swapped_adaptation"])
+    assert "language_gain" in capsys.readouterr().out
+
+
 def test_evaluate_an_image_folder(folder, capsys):
     out = folder / "report.json"
     rc = main(["evaluate", "--checkpoint", str(CK), "--images", str(folder / "images"), "--descriptions",

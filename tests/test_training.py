@@ -240,3 +240,15 @@ def test_text_bank_reads_the_main_description_with_main_text_prob(text_encoder):
 def test_main_text_prob_out_of_range_is_refused():
     with pytest.raises(ValueError, match="main_text_prob"):
         TrainConfig.from_dict({"main_text_prob": 1.5})
+
+
+def test_form_rows_become_a_class_set_with_one_duplicate_rule():
+    from n3core.synthesize import check_descriptions, descriptions_from_pairs
+
+    assert descriptions_from_pairs([(" Blue Jay ", "a"), ("Cardinal", "b")]) == {"Blue Jay": "a", "Cardinal": "b"}
+    with pytest.raises(SynthesisError, match="duplicate class name"):
+        descriptions_from_pairs([("Blue Jay", "a"), ("ＢＬＵＥ ｊａｙ", "b")])      # the rule check_descriptions applies
+    with pytest.raises(SynthesisError, match="duplicate class name"):
+        check_descriptions({"Blue Jay": "a", "ＢＬＵＥ ｊａｙ": "b"})
+    with pytest.raises(SynthesisError, match="empty name"):
+        check_descriptions(descriptions_from_pairs([("", "a"), (" ", "b"), ("Cardinal", "c")]))
