@@ -62,7 +62,7 @@ class ImageCache:
     def __init__(self, records: Sequence[ImageRecord], spec: PreprocessSpec, *, use_disk: bool = True,
                  progress: bool = True):
         self.records, self.spec = list(records), spec
-        self.side = side = spec.cache_side
+        side = spec.cache_side
         path = cache_path(f"images-{side}", [f"{r.path}|{r.bbox}" for r in self.records], spec.to_dict())
         arr = load_array(path, (len(self.records), 3, side, side)) if use_disk else None
         if arr is None:

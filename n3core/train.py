@@ -200,7 +200,7 @@ class Run:
     state: dict                            # best_val, history, last_val, wall_s: carried across resumes
     meta_info: dict                        # what every checkpoint records beside the weights
     t_start: float
-    pbar: tqdm | None = None
+    pbar: tqdm                             # disabled (but present) off rank 0 or without progress
 
     @property
     def lead(self) -> bool:
@@ -234,8 +234,7 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         for step in range(run.start_step, run.cfg.max_steps):
             running += train_step(run, step)
             n_run += 1
-            if run.pbar is not None:
-                run.pbar.update(1)
+            run.pbar.update(1)
             if end_of_step(run, step + 1, running / n_run):
                 running, n_run = 0.0, 0
         return finish(run)
@@ -256,7 +255,7 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     say = functools.partial(_say, rank)
-    model_cfg, cfg, start_step, state, ckpt, resumed = _resume_state(model_cfg, cfg, out, resume, rank, world, say)
+    model_cfg, cfg, start_step, state, resumed = _resume_state(model_cfg, cfg, out, resume, rank, world, say)
 
     root = resolve_data_root(cfg.data)
     images = read_images(root)
@@ -271,7 +270,7 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     text_encoder = text_encoder or TextEncoder(max_length=model_cfg.text_max_length)
     model_cfg.text_dim = text_encoder.dim
     model = N3Model(model_cfg, backbone).to(device)
-    if cfg.init_from and ckpt is None:
+    if cfg.init_from and resumed is None:
         w, _, _ = load_checkpoint(cfg.init_from)
         own = model.meta.state_dict()
         # μ starts at this run's mu_init (the γ/μ₀ ablation), not at the source's value
@@ -304,19 +303,18 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
                  "backbone": backbone.signature(), "backbone_weights": backbone.weights_source,
                  "split": {"name": cfg.split, **split}, "descriptions": cfg.descriptions,
                  "text_encoder": text_encoder.name}
-    run = Run(model_cfg, cfg, out, device, rank, world, model, meta, optim, bank, split, train_set, train_cache,
-              val_cache, EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed),
-              slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world), train_feats, val_feats,
-              start_step, state, meta_info, t_start)
     model.train()
-    run.pbar = tqdm(total=cfg.max_steps, initial=start_step, desc=f"train {model_cfg.mode}", disable=not progress,
-                    mininterval=5, dynamic_ncols=True)
-    return run
+    pbar = tqdm(total=cfg.max_steps, initial=start_step, desc=f"train {model_cfg.mode}", disable=not progress,
+                mininterval=5, dynamic_ncols=True)
+    return Run(model_cfg, cfg, out, device, rank, world, model, meta, optim, bank, split, train_set, train_cache,
+               val_cache, EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed),
+               slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world), train_feats, val_feats,
+               start_step, state, meta_info, t_start, pbar)
 
 
 def _resume_state(model_cfg, cfg, out: Path, resume: bool, rank: int, world: int, say):
     """The configs, start step and carried state of a fresh or resumed run; ``resumed`` holds
-    the checkpoint's (weights, optimizer state) when resuming."""
+    the checkpoint's (weights, optimizer state) when resuming, else None."""
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         for line in recover_run_dir(out):        # a process killed while writing a checkpoint
@@ -329,7 +327,7 @@ def _resume_state(model_cfg, cfg, out: Path, resume: bool, rank: int, world: int
             say(f"--resume: no checkpoint in {out}, starting from step 0")
         elif latest_checkpoint(out) is not None:
             raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue or choose another --out")
-        return model_cfg, cfg, 0, state, None, None
+        return model_cfg, cfg, 0, state, None
     weights, info, optim_state = load_checkpoint(ckpt, with_optimizer=True)
     saved = N3Config.from_dict(info["config"])
     if saved != model_cfg:
@@ -338,7 +336,7 @@ def _resume_state(model_cfg, cfg, out: Path, resume: bool, rank: int, world: int
                                  "threads": cfg.threads})
     state.update(info.get("train_state", {}), wall_s=info.get("wall_s", 0.0))
     say(f"resuming from {ckpt} (step {info['step']} of {cfg.max_steps})")
-    return saved, cfg, info["step"], state, ckpt, (weights, optim_state)
+    return saved, cfg, info["step"], state, (weights, optim_state)
 
 
 def _training_texts(root, cfg: TrainConfig, split: dict) -> dict[str, list[str]]:
@@ -377,7 +375,7 @@ def train_step(run: Run, step: int) -> float:
         views = torch.randint(cfg.feature_views, (len(idx),), generator=gen)
         f = run.train_feats[torch.tensor(idx), views][run.shard].to(run.device)
     else:
-        x = run.model.preprocess.augment(run.train_cache.images[torch.tensor(idx)], gen)
+        x = run.train_cache.spec.augment(run.train_cache.images[torch.tensor(idx)], gen)
         f = run.model.features(x[run.shard].to(run.device), a)
     loss = F.cross_entropy(a.classify(f), y, label_smoothing=cfg.label_smoothing)
     run.optim.zero_grad(set_to_none=True)
@@ -429,8 +427,7 @@ def _val_adaptation(run: Run) -> Adaptation:
 
 def finish(run: Run) -> dict:
     """The final checkpoint and the run's summary (the same on every rank when they stayed in sync)."""
-    if run.pbar is not None:
-        run.pbar.close()
+    run.pbar.close()
     cfg, steps = run.cfg, max(run.cfg.max_steps, run.start_step)
     wall = time.time() - run.t_start + run.state["wall_s"]
     summary = {"steps": steps, "best_val_top1": run.state["best_val"], "last_val_top1": run.state["last_val"],
