@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import hashlib
+import html
+import io
 import json
 import os
 
@@ -17,12 +19,14 @@ runtime.setup()        # offline, malloc tuning: before any model loads
 
 from n3core.data import DESCRIPTION_SETS, SPLITS, DataError, resolve_data_root
 from n3core.explain import SALIENCY_METHODS
-from n3core.figures import (accuracy_figure, confusion_figure, evidence_html, evidence_sentences, norms_figure,
-                            probability_figure)
+from n3core.figures import (ab_accuracy_figure, accuracy_figure, confusion_figure, control_figure, evidence_html,
+                            evidence_sentences, norms_figure, probability_bars_html, saliency_figure, shift_figure)
 from n3core.meta import SynthesisError
 from n3core.synthesize import descriptions_from_pairs
-from n3core.workbench import (IMAGE_TYPES, Workbench, demo_descriptions, demo_photos, read_descriptions_json,
-                              read_labelled_zip, read_upload, sample_photos, split_classes)
+from n3core.workbench import (IMAGE_TYPES, Workbench, aligned_probabilities, control_descriptions, correct,
+                              demo_descriptions, demo_photos, describe_edit, description_for, label_from_filename,
+                              probability_shift, read_descriptions_json, read_labelled_zip, read_upload, sample_photos,
+                              split_classes)
 
 st.set_page_config(page_title="N3 — classifiers from descriptions", page_icon="🐦", layout="wide")
 
@@ -178,32 +182,10 @@ def sidebar(wb: Workbench) -> None:
                            mime="application/json", key="export_json")
 
 
-# ---------------------------------------------------------------------------- describe
-def describe_tab(wb: Workbench) -> None:
-    ss = st.session_state
-    texts = {e["id"]: ss.get(f"text_{e['id']}", e["text"]) for e in ss.classes}
-    counts = {i: wb.token_count(t) for i, t in texts.items()}
-    st.caption(f"{len(ss.classes)} classes. Edit a name or a description and the classifier is re-synthesized; "
-               "only the changed description is re-encoded. Press Ctrl+Enter or click outside a box to apply.")
-    expand = len(ss.classes) <= 6
-    for e in ss.classes:
-        i = e["id"]
-        n = counts[i]
-        label = f"{md(ss.get(f'name_{i}', e['name'])) or '(no name)'} · {n} tokens"
-        with st.expander(label, expanded=expand):
-            c1, c2 = st.columns([5, 1])
-            c1.text_input("Class name", key=f"name_{i}")
-            c2.button("Remove", key=f"del_{i}", on_click=remove_class, args=(i,))
-            st.text_area("Description", key=f"text_{i}", height=120)
-            if n > wb.token_limit:
-                st.warning(f"{n} tokens: the description will be truncated to the first {wb.token_limit} tokens.")
-    st.button("Add a class", key="add_class", on_click=add_class)
-
-
-# ---------------------------------------------------------------------------- classify
+# ---------------------------------------------------------------------------- photos
 def image_inputs() -> None:
     ss = st.session_state
-    files = st.file_uploader("Upload images (jpg, png, webp)", type=list(IMAGE_TYPES), accept_multiple_files=True,
+    files = st.file_uploader("Upload photos (jpg, png, webp)", type=list(IMAGE_TYPES), accept_multiple_files=True,
                              key="upload_images")
     for f in files or []:
         data = f.getvalue()
@@ -220,36 +202,337 @@ def image_inputs() -> None:
         st.error(f"{md(name)} was not added: {md(msg)}")
 
 
-def selected_images() -> list[tuple[str, object]]:
+def photo_selection() -> list[str]:
+    """The photos chosen for classification, kept outside the widget so that every view (and the
+    working view after a tab switch) sees it: new photos join it, removed ones leave it."""
     ss = st.session_state
     keys = list(ss.images)
-    if not keys:
+    if "chosen_images" in ss:                # the multiselect's latest value
+        ss.photo_selection = list(ss.chosen_images)
+    known = ss.get("known_images", keys)
+    sel = [k for k in ss.get("photo_selection", keys) if k in ss.images] + [k for k in keys if k not in known]
+    ss.photo_selection, ss.known_images = sel, keys
+    return sel
+
+
+def selected_images() -> list[tuple[str, object]]:
+    ss = st.session_state
+    sel = photo_selection()
+    if not ss.images:
         return []
-    if "chosen_images" in ss:                # new images join the selection; removed ones leave it
-        known = ss.get("known_images", [])
-        ss.chosen_images = [k for k in ss.chosen_images if k in ss.images] + [k for k in keys if k not in known]
-    ss.known_images = keys
-    chosen = st.multiselect("Images to classify", keys, default=None if "chosen_images" in ss else keys,
-                            key="chosen_images")
+    ss.chosen_images = sel
+    chosen = st.multiselect("Photos to classify", list(ss.images), key="chosen_images")
     return [(k, ss.images[k]["image"]) for k in chosen if k in ss.images]
 
 
-def classify_tab(wb: Workbench, syn) -> None:
-    image_inputs()
-    chosen = selected_images()
-    if syn is None or not chosen:
-        st.info("Add images above to see predictions." if syn is not None else
-                "Fix the class set (see the message above) to classify.")
+def thumbnail(key: str) -> bytes:
+    """A small JPEG of a photo, made once per photo (sent on every rerun, so kept small)."""
+    entry = st.session_state.images[key]
+    if "thumb" not in entry:
+        im = entry["image"].copy()
+        im.thumbnail((200, 200))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85)
+        entry["thumb"] = buf.getvalue()
+    return entry["thumb"]
+
+
+# ---------------------------------------------------------------------------- the working view
+def editor(wb: Workbench) -> None:
+    ss = st.session_state
+    texts = {e["id"]: ss.get(f"text_{e['id']}", e["text"]) for e in ss.classes}
+    counts = {i: wb.token_count(t) for i, t in texts.items()}
+    st.caption(f"{len(ss.classes)} classes. Edit a name or a description (Ctrl+Enter or click outside the box) and "
+               "both classifiers are re-synthesized; the predictions beside it show what the edit changed.")
+    compact = len(ss.classes) > 6
+    for e in ss.classes:
+        i = e["id"]
+        for field in ("name", "text"):       # a widget's state is dropped while another view is open
+            if f"{field}_{i}" not in ss:
+                ss[f"{field}_{i}"] = e[field]
+        n = counts[i]
+        box = st.expander(f"{md(ss.get(f'name_{i}', e['name'])) or '(no name)'} · {n} tokens",
+                          expanded=True) if compact else st.container(border=True)
+        with box:
+            c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
+            c1.text_input("Class name", key=f"name_{i}")
+            c2.button("✕", key=f"del_{i}", on_click=remove_class, args=(i,), help="Remove this class")
+            st.text_area("Description", key=f"text_{i}", height=110)
+            if n > wb.token_limit:
+                st.warning(f"{n} tokens: the description will be truncated to the first {wb.token_limit} tokens.")
+    st.button("Add a class", key="add_class", on_click=add_class)
+
+
+def edit_summary(before, after, *, markdown: bool = True) -> str:
+    """What changed between two syntheses' class sets, in words, escaped for markdown or for
+    plotly's HTML-ish titles."""
+    text = ", ".join(describe_edit(before.descriptions, after.descriptions)) or "no change"
+    return md(text) if markdown else html.escape(text)
+
+
+def predictions(wb: Workbench, syn) -> None:
+    ss = st.session_state
+    with st.expander("Photos", expanded=not ss.images):
+        image_inputs()
+        chosen = selected_images()
+    if syn is None:
+        st.info("Fix the class set (see the message above) to classify.")
         return
-    probs = memo(("classify", syn.key, tuple(k for k, _ in chosen)), lambda: wb.classify(syn, [im for _, im in chosen]))
-    cols = st.columns(2)
-    for j, (k, im) in enumerate(chosen):
-        with cols[j % 2]:
+    if not chosen:
+        st.info("Upload photos above to see predictions.")
+        return
+    keys = [k for k, _ in chosen]
+    images = [im for _, im in chosen]
+    after = wb.classify(syn, images)
+    labels = [label_from_filename(k, syn.names) for k in keys]
+    before_syn = ss.get("before")
+    before = None
+    if before_syn is not None:
+        prev = wb.classify(before_syn, images)
+        names, shift = probability_shift(prev, before_syn.names, after, syn.names)
+        before = aligned_probabilities(prev, before_syn.names, syn.names)
+    if any(y is not None for y in labels):
+        cols = st.columns(2)
+        for c, mode in zip(cols, ("full", "fc-only")):
+            right, known = correct(after[mode], labels)
+            delta = None
+            if before_syn is not None:
+                delta = right - correct(prev[mode], [label_from_filename(k, before_syn.names) for k in keys])[0]
+            c.metric(f"{mode}: correct on photos with a known class", f"{right} / {known}",
+                     delta=delta if delta else None)
+    if before_syn is not None:
+        st.caption(f"Bars: now. Black ticks: before the last edit ({edit_summary(before_syn, syn)}). "
+                   "▲▼: the change in points. ✓: the class the photo's name gives.")
+    else:
+        st.caption("Blue: full adaptation (every layer rewritten from the descriptions); orange: fc-only. "
+                   "✓: the class the photo's name gives. Edit a description to see what changes.")
+    grid = st.columns(2)
+    for j, k in enumerate(keys):
+        with grid[j % 2].container(border=True):
             a, b = st.columns([1, 2])
-            a.image(im, caption=st.session_state.images[k]["name"], width="stretch")
-            full, fc = probs["full"][j], probs["fc-only"][j]
-            a.caption(f"full: **{md(syn.names[int(full.argmax())])}**  \nfc-only: **{md(syn.names[int(fc.argmax())])}**")
-            b.plotly_chart(probability_figure(syn.names, full, fc), key=f"probs_{j}_{k}", config={"displayModeBar": False})
+            a.image(thumbnail(k), caption=ss.images[k]["name"], width="stretch")
+            b.html(probability_bars_html(syn.names, {m: after[m][j] for m in after},
+                                         {m: before[m][j] for m in before} if before is not None else None,
+                                         true=labels[j]))
+    if before_syn is not None:
+        st.plotly_chart(shift_figure(keys, names, shift,
+                                     title=f"What the last edit changed, per photo and class "
+                                           f"({edit_summary(before_syn, syn, markdown=False)})"),
+                        key="shift", config={"displayModeBar": False})
+
+
+def working_view(wb: Workbench, syn) -> None:
+    left, right = st.columns([2, 3], gap="medium")
+    with left:
+        st.subheader("Classes")
+        editor(wb)
+    with right:
+        st.subheader("Predictions")
+        predictions(wb, syn)
+
+
+# ---------------------------------------------------------------------------- the network
+def network_view(wb: Workbench, syn) -> None:
+    ss = st.session_state
+    if syn is None:
+        st.info("Fix the class set to see the network.")
+        return
+    before = ss.get("before")
+    st.subheader("What the last edit moved in the network")
+    rows = memo(("norms", syn.key, before.key if before else None), lambda: wb.adaptation_norms(syn, before))
+    if before is not None and rows:
+        total = sum(r["edit_norm"] ** 2 for r in rows) ** 0.5
+        adapt = sum(r["delta_norm"] ** 2 for r in rows) ** 0.5
+        top = sorted(rows, key=lambda r: -r["edit_norm"] / max(r["delta_norm"], 1e-12))[:3]
+        st.markdown(f"The last edit ({edit_summary(before, syn)}) moved the adapted weights by "
+                    f"‖μ·(ΔΘ − ΔΘ before)‖ = **{total:.4g}**, {total / adapt:.1%} of the whole adaptation "
+                    f"‖μ·ΔΘ‖ = {adapt:.4g}. Moved most, relative to their adaptation: "
+                    + ", ".join(f"`{r['name']}` ({r['edit_norm'] / max(r['delta_norm'], 1e-12):.1%})" for r in top)
+                    + ". ΔΘ is written from the whole class set, so one description moves every layer.")
+    elif rows:
+        st.caption("Edit a description to see which layers the edit moves.")
+    if rows:
+        st.plotly_chart(norms_figure(rows, title=f"How much each layer was adapted ({len(rows)} tensors)"),
+                        key="norms")
+
+    st.subheader("Did these words shape the network? The language control")
+    chosen = [(k, ss.images[k]["image"]) for k in photo_selection()]
+    if not chosen:
+        st.info("Add photos to run the language control.")
+        return
+    pool, source = control_descriptions(data_root())
+    keys = [k for k, _ in chosen]
+    try:
+        with st.spinner("Writing ΔΘ from other classes' descriptions (3 draws) and classifying…"):
+            control = memo(("control", syn.key, tuple(keys)),
+                           lambda: wb.language_control(syn, [im for _, im in chosen], pool, source=source))
+    except (SynthesisError, DataError) as e:
+        st.error(str(e))
+        return
+    labels = [label_from_filename(k, syn.names) for k in keys]
+    s = control.summary(labels)
+    st.caption(f"The full classifier keeps the classification layer written from your descriptions; only the "
+               f"network's adaptation ΔΘ changes: written from your descriptions, from {len(control.drawn[0])} "
+               f"other classes' descriptions ({md(source)}; {s['draws']} draws, fixed seeds), or none. "
+               "Shuffling your own descriptions among your classes would not do: ΔΘ is written from the class "
+               "set as a whole, whatever the order.")
+    c = st.columns(4)
+    c[0].metric("photos whose prediction an other-text ΔΘ changes", f"{s['changed']} / {s['photos']}")
+    c[1].metric("mean |Δp| of the prediction, own vs other ΔΘ", f"{100 * s['shift']:.1f} points")
+    if "own_accuracy" in s:
+        c[2].metric(f"correct with own ΔΘ ({s['labelled']} labelled)", f"{s['own_accuracy']:.0%}",
+                    delta=f"{100 * (s['own_accuracy'] - s['swapped_accuracy']):+.0f} vs other ΔΘ")
+        c[3].metric("correct with other ΔΘ / none", f"{s['swapped_accuracy']:.0%} / {s['no_adaptation_accuracy']:.0%}")
+    st.plotly_chart(control_figure(keys, control, labels), key="control", config={"displayModeBar": False})
+    with st.expander("The other classes each draw used"):
+        for r, names in enumerate(control.drawn):
+            st.markdown(f"draw {r + 1}: " + ", ".join(md(n) for n in names))
+
+
+# ---------------------------------------------------------------------------- A/B
+def use_b(i: int, text: str) -> None:
+    ss = st.session_state
+    ss[f"text_{i}"] = text
+    for e in ss.classes:
+        if e["id"] == i:
+            e["text"] = text
+
+
+def set_b(i: int, text: str) -> None:
+    ss = st.session_state
+    ss[f"ab_text_{i}"] = ss.setdefault("ab_b", {})[i] = text
+
+
+def keep_a(i: int) -> None:
+    set_b(i, next(e for e in st.session_state.classes if e["id"] == i)["text"])
+
+
+def load_b(i: int, root, label: str, dset: str) -> None:
+    ss = st.session_state
+    try:
+        set_b(i, description_for(root, label, dset))
+        ss.pop("ab_load_error", None)
+    except DataError as e:
+        ss.ab_load_error = str(e)
+
+
+def ab_view(wb: Workbench, syn) -> None:
+    ss = st.session_state
+    if syn is None:
+        st.info("Fix the class set to compare descriptions.")
+        return
+    st.caption("Keep two versions of one class's description and compare them on your photos or on a labelled zip; "
+               "everything else stays as it is. A is the description in the editor.")
+    entries = {e["name"].strip(): e for e in ss.classes}     # synced by current_descriptions() this run
+    cls = st.selectbox("Class", list(syn.names), key="ab_class")
+    if cls not in entries:
+        return
+    i, text_a = entries[cls]["id"], entries[cls]["text"]
+    versions = ss.setdefault("ab_b", {})          # B outlives the widget when another view is open
+    if f"ab_text_{i}" in ss:
+        versions[i] = ss[f"ab_text_{i}"]
+    else:
+        ss[f"ab_text_{i}"] = versions.get(i, text_a)
+    a, b = st.columns(2)
+    a.text_area("A (current)", value=text_a, height=150, disabled=True, key=f"ab_a_{i}_{hashlib.sha1(text_a.encode()).hexdigest()[:8]}")
+    b.text_area("B", key=f"ab_text_{i}", height=150)
+    root = data_root()
+    if root is not None:
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        dset = c1.selectbox("Load B from a description set of the data folder", DESCRIPTION_SETS, key="ab_dset")
+        c2.button("Load B", key="ab_load", on_click=load_b, args=(i, root, cls, dset))
+        if ss.get("ab_load_error"):
+            st.error(ss.ab_load_error)
+    zip_up = st.file_uploader("Labelled photos for the comparison (zip, one folder per class; optional)", type=["zip"],
+                              key="ab_zip")
+    text_b = ss.get(f"ab_text_{i}", "")
+    images, labels, problems = [], [], []
+    chosen = photo_selection()
+    if zip_up is not None:
+        try:
+            images, labels, problems = memo(("zip", hashlib.sha1(zip_up.getvalue()).hexdigest(), tuple(syn.names)),
+                                            lambda: read_labelled_zip(zip_up.getvalue(), syn.names))
+        except DataError as e:
+            st.error(f"The zip cannot be used: {md(e)}")
+            return
+        if problems:
+            with st.expander(f"{len(problems)} files of the zip skipped"):
+                st.text("\n".join(problems))
+    else:
+        images = [ss.images[k]["image"] for k in chosen]
+        labels = [label_from_filename(k, syn.names) for k in chosen]
+    try:
+        with st.spinner("Synthesizing with B and classifying…"):
+            cmp = memo(("ab", syn.key, cls, text_b, zip_up.file_id if zip_up is not None else tuple(chosen)),
+                       lambda: wb.compare_descriptions(syn.descriptions, cls, text_b, images, labels))
+    except (SynthesisError, DataError) as e:
+        st.warning(md(e))
+        return
+    c = st.columns(2)
+    c[0].button("Use B as the description", key="ab_use_b", on_click=use_b, args=(i, text_b), type="primary")
+    c[1].button("Keep A (reset B)", key="ab_keep_a", on_click=keep_a, args=(i,))
+    if cmp.labelled:
+        m = st.columns(2)
+        for col, mode in zip(m, ("full", "fc-only")):
+            col.metric(f"{mode}: mean per-class accuracy, A → B ({cmp.labelled} labelled photos)",
+                       f"{cmp.mean_a[mode]:.1%} → {cmp.mean_b[mode]:.1%}",
+                       delta=f"{100 * (cmp.mean_b[mode] - cmp.mean_a[mode]):+.1f} points")
+        better = cmp.better("full")
+        st.markdown(f"**Better for the full classifier: {better}**" if better else "A and B score the same.")
+        st.plotly_chart(ab_accuracy_figure(cmp.per_class_a, cmp.per_class_b), key="ab_acc")
+        f1, f2 = st.columns(2)
+        for col, title, rows in ((f1, "Fixed by B (wrong with A, right with B)", cmp.fixed),
+                                 (f2, "Caused by B (right with A, wrong with B)", cmp.caused)):
+            col.markdown(f"**{title}**")
+            lines = [f"{mode}: {md(t)} — {md(pa)} → {md(pb)} ({n})" for mode in rows for t, pa, pb, n in rows[mode]]
+            col.markdown("\n".join(f"- {x}" for x in lines) if lines else "none")
+    else:
+        st.caption("No photo has a known class (name photos after their class, or upload a labelled zip) — "
+                   "so the comparison shows probability shifts only.")
+    names, shift = probability_shift(cmp.probs_a, cmp.names, cmp.probs_b, cmp.names)
+    if len(images) <= 40:
+        photo_names = [f"{cmp.names[y]} #{j}" for j, y in enumerate(labels)] if zip_up is not None else chosen
+        st.plotly_chart(shift_figure(photo_names, names, shift, title=f"p with B − p with A, for {html.escape(cls)}"),
+                        key="ab_shift", config={"displayModeBar": False})
+
+
+# ---------------------------------------------------------------------------- explain
+def explain_view(wb: Workbench, syn) -> None:
+    ss = st.session_state
+    if syn is None or not ss.images:
+        st.info("Synthesize a classifier and add a photo to explain it.")
+        return
+    keys = list(ss.images)
+    c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+    k = c1.selectbox("Photo", keys, key="explain_image")
+    image = ss.images[k]["image"]
+    pred = wb.classify(syn, [image])["full"][0]
+    options = list(syn.names)
+    label = c2.selectbox("Explain the label", options, index=int(pred.argmax()), key=f"explain_label_{syn.key[:8]}")
+    method = c3.selectbox("Saliency method", SALIENCY_METHODS, key="explain_method")
+    smooth = c4.slider("Smoothing σ (pixels)", 0, 12, 6, key="explain_smooth")
+    target = options.index(label)
+
+    st.subheader(f"Where the classifiers look for {md(label)}")
+    with st.spinner("Computing saliency…"):
+        maps = memo(("saliency", syn.key, k, target, method, smooth),
+                    lambda: wb.saliency(syn, image, target, method, smooth=smooth))
+    st.plotly_chart(saliency_figure(maps), key="saliency", config={"displayModeBar": False})
+    st.caption(f"One colour scale for all three: the gradient of the label's score w.r.t. the pixels, smoothed "
+               f"(σ = {smooth} px), in units of the larger map's 99th percentile. Right: full − fc-only — red where "
+               f"the full adaptation looks more, blue where fc-only does; its largest value here is "
+               f"{maps['difference_peak']:.2f} of that unit.")
+
+    st.subheader("Which words argued for and against")
+    with st.spinner("Computing token evidence…"):
+        ev = memo(("tokens", syn.key, k, label), lambda: wb.evidence(syn, image, label))
+    st.markdown("\n".join(f"- {md(line)}" for line in evidence_sentences(ev)))
+    scale = max((w.score for ws in ev.words.values() for w in ws), default=1.0)
+    st.markdown(f"**{md(ev.label)}** (argues for the label, green)")
+    st.html(f"<div style='line-height:1.8'>{evidence_html(syn.descriptions[ev.label], ev.words[ev.label], positive=True, scale=scale)}</div>")
+    for cls, _ in ev.negative_classes[:3]:
+        st.markdown(f"**{md(cls)}** (argues against it, red) · p = {ev.probabilities[cls]:.1%}")
+        st.html(f"<div style='line-height:1.8'>{evidence_html(syn.descriptions[cls], ev.words[cls], positive=False, scale=scale)}</div>")
 
 
 # ---------------------------------------------------------------------------- batch
@@ -284,49 +567,6 @@ def batch_tab(wb: Workbench, syn) -> None:
             st.text("\n".join(problems))
 
 
-# ---------------------------------------------------------------------------- explain
-def explain_tab(wb: Workbench, syn) -> None:
-    ss = st.session_state
-    if syn is None or not ss.images:
-        st.info("Synthesize a classifier and add an image to explain it.")
-        return
-    keys = list(ss.images)
-    c1, c2, c3 = st.columns(3)
-    k = c1.selectbox("Image", keys, key="explain_image")
-    image = ss.images[k]["image"]
-    pred = memo(("classify", syn.key, (k,)), lambda: wb.classify(syn, [image]))["full"][0]
-    options = list(syn.names)
-    default = int(pred.argmax())
-    label = c2.selectbox("Explain the label", options, index=default, key=f"explain_label_{syn.key[:8]}")
-    method = c3.selectbox("Saliency method", SALIENCY_METHODS, key="explain_method")
-    target = options.index(label)
-
-    st.subheader(f"Where the classifiers look for {md(label)}")
-    with st.spinner("Computing saliency…"):
-        overlays = memo(("saliency", syn.key, k, target, method),
-                        lambda: wb.saliency(syn, image, target, method))
-    a, b, c = st.columns(3)
-    a.image(image, caption="image", width="stretch")
-    b.image(overlays["full"], caption="full adaptation", width="stretch")
-    c.image(overlays["fc-only"], caption="fc-only (same colour scale)", width="stretch")
-
-    st.subheader("Which words argued for and against")
-    with st.spinner("Computing token evidence…"):
-        ev = memo(("tokens", syn.key, k, label), lambda: wb.evidence(syn, image, label))
-    st.markdown("\n".join(f"- {md(line)}" for line in evidence_sentences(ev)))
-    scale = max((w.score for ws in ev.words.values() for w in ws), default=1.0)
-    st.markdown(f"**{md(ev.label)}** (argues for the label, green)")
-    st.html(f"<div style='line-height:1.8'>{evidence_html(syn.descriptions[ev.label], ev.words[ev.label], positive=True, scale=scale)}</div>")
-    for cls, _ in ev.negative_classes[:3]:
-        st.markdown(f"**{md(cls)}** (argues against it, red) · p = {ev.probabilities[cls]:.1%}")
-        st.html(f"<div style='line-height:1.8'>{evidence_html(syn.descriptions[cls], ev.words[cls], positive=False, scale=scale)}</div>")
-
-    st.subheader("How much each layer was adapted")
-    rows = memo(("norms", syn.key), lambda: wb.adaptation_norms(syn))
-    if rows:
-        st.plotly_chart(norms_figure(rows, title=f"‖μ·ΔΘ‖ vs ‖Θ‖ for {len(rows)} adapted tensors"), key="norms")
-
-
 # ---------------------------------------------------------------------------- export
 def export_tab(wb: Workbench, syn) -> None:
     if syn is None:
@@ -349,34 +589,37 @@ def export_tab(wb: Workbench, syn) -> None:
 
 
 # ---------------------------------------------------------------------------- page
+VIEWS = ["Describe & classify", "Network & language control", "A/B descriptions", "Batch evaluation", "Explain",
+         "Export"]
+
+
 def main() -> None:
     wb = load_workbench()
     init_state()
     sidebar(wb)
+    ss = st.session_state
     st.title("N3 — an image classifier from class descriptions")
     syn = None
     try:
         descriptions = current_descriptions()
         with st.spinner(f"Synthesizing a {len(descriptions)}-way classifier…"):
             syn = wb.synthesize(descriptions)
-        st.session_state.last_good = syn
+        if ss.get("current") is None or ss.current.key != syn.key:
+            ss.before, ss.current = ss.get("current"), syn
         st.success(f"Synthesized a {len(syn.names)}-way classifier (full adaptation of every backbone layer, and "
                    f"fc-only) in {syn.ms:.0f} ms; {syn.encoded} description(s) re-encoded.")
         if syn.truncated:
             st.warning("Truncated to the token limit: " + ", ".join(md(t) for t in syn.truncated))
     except (SynthesisError, DataError) as e:
-        st.error(f"Cannot synthesize: {md(e)}. Fix the classes in the Describe tab.")
-    tabs = st.tabs(["Describe", "Classify", "Batch evaluation", "Explain", "Export"])
-    with tabs[0]:
-        describe_tab(wb)
-    with tabs[1]:
-        classify_tab(wb, syn)
-    with tabs[2]:
-        batch_tab(wb, syn)
-    with tabs[3]:
-        explain_tab(wb, syn)
-    with tabs[4]:
-        export_tab(wb, syn)
+        st.error(f"Cannot synthesize: {md(e)}. Fix the classes on the left.")
+    # lazy tabs: only the open view runs, so an edit reruns the working view alone
+    tabs = st.tabs(VIEWS, key="view", on_change="rerun")
+    views = [lambda: working_view(wb, syn), lambda: network_view(wb, syn), lambda: ab_view(wb, syn),
+             lambda: batch_tab(wb, syn), lambda: explain_view(wb, syn), lambda: export_tab(wb, syn)]
+    for tab, view in zip(tabs, views):
+        if tab.open:
+            with tab:
+                view()
 
 
 main()

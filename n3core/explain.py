@@ -7,9 +7,11 @@
   into words with character spans in the text a person wrote.
 * :func:`sentence_ablation` — a model-agnostic cross-check: drop each sentence of a
   description and report the change in that class's probability.
-* :func:`saliency` — pixel saliency with captum (Saliency, IntegratedGradients, SmoothGrad)
-  for the full-adaptation and fc-only classifiers on one shared colour scale (figure 4).
-* :func:`adaptation_norms` — ‖μ·ΔΘ‖₂, ‖Θ‖₂ and their ratio per adapted tensor (figure 6).
+* :func:`saliency` — pixel saliency with captum (Saliency, IntegratedGradients, SmoothGrad),
+  optionally smoothed; :func:`saliency_maps` gives the full-adaptation and fc-only maps and
+  their difference in one unit, so one colour scale reads all three (figure 4).
+* :func:`adaptation_norms` — ‖μ·ΔΘ‖₂, ‖Θ‖₂ and their ratio per adapted tensor (figure 6), and
+  what an edit of the descriptions moved: ‖μ·(ΔΘ − ΔΘ_before)‖₂.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from .text import split_sentences
 
 __all__ = ["SALIENCY_METHODS", "Word", "Evidence", "token_evidence", "sentence_ablation", "saliency", "shared_scale",
            "adaptation_norms", "norms_figure", "heatmap_overlay", "merge_word_pieces", "model_rgb",
-           "saliency_overlays"]
+           "saliency_overlays", "saliency_maps", "gaussian_blur"]
 
 
 # Function words carry large gradients (attention sinks) but no visual meaning; they are
@@ -153,11 +155,27 @@ def sentence_ablation(synth: Synthesizer, descriptions: dict[str, str], image, c
 SALIENCY_METHODS = ("saliency", "smoothgrad", "integrated_gradients")
 
 
+def gaussian_blur(heat: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A map ``[H, W]`` blurred by a Gaussian of ``sigma`` pixels (reflect padding); the
+    gradient speckle of a saliency map becomes regions a person can read."""
+    if sigma <= 0:
+        return heat
+    r = max(1, int(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    x = F.pad(heat[None, None].float(), (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    x = F.conv2d(x, k.view(1, 1, -1, 1))
+    return x[0, 0]
+
+
 def saliency(clf: SynthesizedClassifier, image, target: int | None = None, method: str = "saliency",
-             steps: int = 24, samples: int = 8, noise: float = 0.1) -> torch.Tensor:
+             steps: int = 24, samples: int = 8, noise: float = 0.1, smooth: float = 0.0) -> torch.Tensor:
     """Pixel saliency ``[H, W]`` (non-negative) of ``clf`` for one image and class ``target``
     (default: its prediction). ``method``: ``saliency``, ``integrated_gradients`` or
-    ``smoothgrad`` (Saliency through captum's NoiseTunnel)."""
+    ``smoothgrad`` (Saliency through captum's NoiseTunnel). ``smooth``: σ in pixels of a
+    Gaussian blur of the map (0: none)."""
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
     x = _as_batch(clf, image).to(clf.device).requires_grad_(True)
@@ -176,7 +194,7 @@ def saliency(clf: SynthesizedClassifier, image, target: int | None = None, metho
                                                         abs=True)
         else:
             raise ValueError(f"unknown saliency method {method!r}; choose one of {', '.join(SALIENCY_METHODS)}")
-    return attr.detach()[0].abs().amax(0).cpu()
+    return gaussian_blur(attr.detach()[0].abs().amax(0).cpu(), smooth)
 
 
 def shared_scale(*maps: torch.Tensor, percentile: float = 99.0) -> list[torch.Tensor]:
@@ -221,11 +239,35 @@ def saliency_overlays(classifiers: dict, image, target: int | None = None, metho
     return {name: heatmap_overlay(rgb, m) for name, m in zip(maps, shared_scale(*maps.values()))}
 
 
+def saliency_maps(classifiers: dict, image, target: int | None = None, method: str = "saliency",
+                  smooth: float = 0.0) -> dict:
+    """Saliency of two classifiers (``{"full": clf, "fc-only": clf2}``) for one image and one
+    class (default: the first one's prediction), and their difference, all in one unit: each
+    map divided by the 99th percentile of both, so [0, 1] for the maps and [−1, 1] for
+    ``"difference"`` (first − second). Returns those three ``[S, S]`` maps, ``"image"``
+    (RGB ``[3, S, S]`` in [0, 1], the photo as the model sees it), ``"target"`` and
+    ``"difference_peak"`` (the largest |difference|)."""
+    (n1, c1), (n2, c2) = list(classifiers.items())[:2]
+    if target is None:
+        with torch.no_grad():
+            target = int(c1(_as_batch(c1, image).to(c1.device)).argmax())
+    m1, m2 = shared_scale(saliency(c1, image, target, method=method, smooth=smooth),
+                          saliency(c2, image, target, method=method, smooth=smooth))
+    diff = m1 - m2
+    return {n1: m1, n2: m2, "difference": diff, "image": model_rgb(c1, image), "target": target,
+            "difference_peak": float(diff.abs().max())}
+
+
 @torch.no_grad()
-def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str]) -> list[dict]:
+def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str],
+                     before: dict[str, str] | None = None) -> list[dict]:
     """Per adapted tensor, in network order: ``{"name", "kind", "delta_norm" = ‖μ·ΔΘ‖₂,
-    "theta_norm" = ‖Θ‖₂, "ratio"}``. Empty for an fc-only model."""
+    "theta_norm" = ‖Θ‖₂, "ratio"}``; with ``before`` (the descriptions before an edit), also
+    ``"edit_norm"`` = ‖μ·(ΔΘ − ΔΘ_before)‖₂: how far the edit moved each tensor. ΔΘ depends
+    on the whole class set, so editing one description can move every layer. Empty for an
+    fc-only model."""
     a = synth.adaptation(descriptions)
+    b = synth.adaptation(before) if before is not None else None
     theta = synth.model.theta()
     kinds = {t.name: t.kind for t in synth.backbone.tensors}
     rows = []
@@ -234,6 +276,9 @@ def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str]) -> list[d
             continue
         dn = float((a.mu * a.delta[t.name]).norm())
         tn = float(theta[t.name].norm())
-        rows.append({"name": t.name, "kind": kinds[t.name], "delta_norm": dn, "theta_norm": tn,
-                     "ratio": dn / tn if tn else float("inf")})
+        row = {"name": t.name, "kind": kinds[t.name], "delta_norm": dn, "theta_norm": tn,
+               "ratio": dn / tn if tn else float("inf")}
+        if b is not None:
+            row["edit_norm"] = float((a.mu * a.delta[t.name] - b.mu * b.delta[t.name]).norm())
+        rows.append(row)
     return rows

@@ -232,20 +232,24 @@ class Synthesizer:
 
     @torch.no_grad()
     def synthesize(self, descriptions: dict[str, str], *, mode: str | None = None,
-                   delta_from: dict[str, str] | None = None) -> SynthesizedClassifier:
+                   delta_from: dict[str, str] | None = None, share_backbone: bool = False) -> SynthesizedClassifier:
         """``{class name: description}`` → :class:`SynthesizedClassifier` (K = number of classes).
 
         ``mode="fc-only"`` drops ΔΘ and keeps only the new classification layer.
         ``delta_from`` (the language control): ΔΘ is written from these other descriptions
         (any number ≥ 2 of classes) while the classification layer is still written from
-        ``descriptions``; a network shaped by the task's words should then score lower."""
+        ``descriptions``; a network shaped by the task's words should then score lower.
+        ``share_backbone``: a classifier with no ΔΘ uses this synthesizer's own backbone module
+        instead of a copy (saves the copy's time and memory); the caller promises never to
+        modify it (``export`` copies it anyway)."""
         t0 = time.perf_counter()
         enc = self.encode(descriptions)
         a = self.adaptation(descriptions, enc)
         if delta_from is not None and a.delta and mode != "fc-only":
             a = dataclasses.replace(a, delta=self.adaptation(delta_from).delta)
-        module = copy.deepcopy(self.model.backbone_module)
-        if a.delta and mode != "fc-only":
+        adapt = bool(a.delta) and mode != "fc-only"
+        module = self.model.backbone_module if share_backbone and not adapt else copy.deepcopy(self.model.backbone_module)
+        if adapt:
             params = dict(module.named_parameters())
             for name, value in a.adapted_params(self.model.theta()).items():
                 params[name].data.copy_(value)

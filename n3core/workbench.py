@@ -6,10 +6,20 @@ adaptation and fc-only), the class set a person edits, and every action the app 
     probs = wb.classify(syn, [pil_image])                 # {"full": [B, K], "fc-only": [B, K]}
     report = wb.evaluate_batch(syn, images, labels)       # per-class accuracy + confusion
     wb.saliency(syn, image, target); wb.evidence(syn, image); wb.adaptation_norms(syn)   # explain
+    wb.adaptation_norms(after, before=syn)               # what an edit moved, per layer
+    wb.language_control(syn, images, control_descriptions(syn.names))   # own ΔΘ vs other texts'
+    wb.compare_descriptions(desc, "Blue Jay", text_b, images, labels)  # A/B of one description
 
 A :class:`Workbench` is shared by every user of one app process: it holds no per-user state,
-its caches are keyed by content and guarded by a lock, and the models are never mutated, so
-concurrent sessions get exactly the results they would get alone.
+its caches are keyed by content (descriptions, image pixels) and guarded by locks, identical
+work asked for by two sessions at once is done once, and the models are never mutated, so
+concurrent sessions get exactly the results they would get alone. Model work runs one call
+at a time (``_compute``): on a few CPU cores, sessions that queue finish sooner than sessions
+that split the cores between them.
+
+An edit re-runs only what it changes: the text encoder re-encodes only edited descriptions,
+the fc-only classifier reuses each photo's plain-backbone features (its backbone is Θ), and a
+photo is prepared (resized, normalised) once.
 
 Upload helpers (:func:`read_upload`, :func:`read_descriptions_json`, :func:`read_labelled_zip`)
 turn bytes from a browser into images and class sets, or raise an error a person can act on.
@@ -35,16 +45,18 @@ from .data import (DataError, ImageError, description_file, display_name, load_d
                    load_split, parse_descriptions)
 from .checkpoint import fc_only_sibling
 from .evaluate import per_class_accuracy
-from .meta import MODES
-from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions
+from .meta import MODES, SynthesisError
+from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions, class_key
 
-__all__ = ["Workbench", "Synthesis", "BatchReport", "read_upload", "read_descriptions_json",
-           "read_labelled_zip", "split_classes", "sample_photos", "demo_descriptions", "demo_photos",
-           "DEFAULT_CHECKPOINT", "DEMO_DIR"]
+__all__ = ["Workbench", "Synthesis", "BatchReport", "LanguageControl", "DescriptionComparison",
+           "read_upload", "read_descriptions_json", "read_labelled_zip", "split_classes", "sample_photos",
+           "demo_descriptions", "demo_photos", "control_descriptions", "description_for", "label_from_filename",
+           "image_digest", "probability_shift", "aligned_probabilities", "correct", "describe_edit", "DEFAULT_CHECKPOINT", "DEMO_DIR", "CONTROL_FILE"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "n3-effl0-minilm-ss0"
 DEMO_DIR = ROOT / "assets" / "demo"
+CONTROL_FILE = ROOT / "assets" / "control_descriptions.json"
 IMAGE_TYPES = ("jpg", "jpeg", "png", "webp")
 MAX_UPLOAD_BYTES = 50 * 2**20          # one image file
 MAX_ZIP_FILES = 5000
@@ -88,9 +100,188 @@ class BatchReport:
     confusion: dict[str, list[list[int]]]
 
 
+@dataclass
+class LanguageControl:
+    """The full classifier on some photos with ΔΘ written three ways (the app's view of
+    ``evaluate``'s ``language_gain``). The classification layer is always the one written from
+    the class set's own descriptions; only the adapted network differs:
+
+    ``own`` ``[B, K]``: ΔΘ from the class set's own descriptions (the synthesized classifier);
+    ``no_adaptation`` ``[B, K]``: Θ itself (no ΔΘ);
+    ``swapped`` ``[R, B, K]``: ΔΘ from R draws of other classes' descriptions (``drawn[r]``
+    names them), the same number of classes as the set where the pool allows.
+    If the task's words shaped the network, ``own`` beats ``swapped``; if any bird text does
+    as well, ``own`` ≈ ``swapped``."""
+
+    names: list[str]
+    own: torch.Tensor
+    no_adaptation: torch.Tensor
+    swapped: torch.Tensor
+    drawn: list[list[str]]
+    source: str
+
+    def summary(self, labels: Sequence[int | None] | None = None) -> dict:
+        """``changed``: photos whose prediction with its own ΔΘ differs from the one under
+        some swapped ΔΘ; ``shift``: mean |p_own − p_swapped| of the own prediction (over photos
+        and draws). With ``labels`` (None for an unlabelled photo): top-1 accuracy of each
+        way over the labelled photos, swapped as the median of the draws."""
+        pred = self.own.argmax(-1)
+        idx = torch.arange(len(pred))
+        p_own = self.own[idx, pred]
+        p_sw = self.swapped[:, idx, pred]
+        out = {"photos": len(pred), "draws": len(self.swapped),
+               "changed": int((self.swapped.argmax(-1) != pred).any(0).sum()),
+               "shift": float((p_own - p_sw).abs().mean()) if len(pred) else 0.0}
+        known = [(i, y) for i, y in enumerate(labels or []) if y is not None]
+        if known:
+            rows = torch.tensor([i for i, _ in known])
+            y = torch.tensor([t for _, t in known])
+
+            def acc(p: torch.Tensor) -> float:
+                return float((p[rows].argmax(-1) == y).float().mean())
+
+            out.update(labelled=len(known), own_accuracy=acc(self.own),
+                       no_adaptation_accuracy=acc(self.no_adaptation),
+                       swapped_accuracy=float(torch.tensor([acc(s) for s in self.swapped]).median()))
+        return out
+
+
+@dataclass
+class DescriptionComparison:
+    """Description A (the current one) vs B of one class, everything else unchanged.
+
+    ``probs_a[mode]`` / ``probs_b[mode]``: ``[B, K]`` on the photos. With labels: per-class
+    accuracy (``per_class_a/b[mode][class]``, None for a class with no labelled photo), the
+    mean per-class accuracy, and the changes of prediction that the edit ``fixed`` (wrong under
+    A, right under B) or ``caused`` (right under A, wrong under B): ``{mode: [(true class,
+    predicted under A, predicted under B, photos)]}``."""
+
+    cls: str
+    names: list[str]
+    text_a: str
+    text_b: str
+    probs_a: dict[str, torch.Tensor]
+    probs_b: dict[str, torch.Tensor]
+    labelled: int = 0
+    per_class_a: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    per_class_b: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    mean_a: dict[str, float] = field(default_factory=dict)
+    mean_b: dict[str, float] = field(default_factory=dict)
+    fixed: dict[str, list[tuple[str, str, str, int]]] = field(default_factory=dict)
+    caused: dict[str, list[tuple[str, str, str, int]]] = field(default_factory=dict)
+
+    def better(self, mode: str = "full") -> str | None:
+        """``"A"`` or ``"B"`` by mean per-class accuracy of ``mode`` on the labelled photos;
+        None without labels or on a tie."""
+        if not self.labelled or self.mean_a[mode] == self.mean_b[mode]:
+            return None
+        return "B" if self.mean_b[mode] > self.mean_a[mode] else "A"
+
+
 def _content_key(descriptions: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(list(descriptions.items()), ensure_ascii=False).encode("utf-8",
                                                                                           "surrogatepass")).hexdigest()
+
+
+def image_digest(image: Image.Image) -> str:
+    """What makes two images the same photo for the caches: mode, size and pixels."""
+    h = hashlib.blake2b(f"{image.mode}{image.size}".encode(), digest_size=16)
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+class _Memo:
+    """A bounded LRU cache whose ``get(key, compute)`` runs ``compute`` once per key even when
+    several threads ask at once (the others wait and share the result)."""
+
+    def __init__(self, size: int):
+        self._data: OrderedDict = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+        self._inflight: dict = {}
+
+    def peek(self, key):
+        with self._lock:
+            return self._data.get(key)
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def get(self, key, compute):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+            flight = self._inflight.setdefault(key, threading.Lock())
+        with flight:
+            with self._lock:
+                if key in self._data:
+                    return self._data[key]
+            value = compute()
+            with self._lock:
+                self._data[key] = value
+                while len(self._data) > self._size:
+                    self._data.popitem(last=False)
+                self._inflight.pop(key, None)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def probability_shift(before: dict[str, torch.Tensor], before_names: Sequence[str], after: dict[str, torch.Tensor],
+                      after_names: Sequence[str]) -> tuple[list[str], dict[str, torch.Tensor]]:
+    """Per mode, ``p_after − p_before`` ``[B, C]`` over the union of both class lists (the
+    after list first, then classes the edit removed): a class absent on one side counts as
+    probability 0 there, so a rename shows as one class falling and another rising."""
+    names = list(after_names) + [n for n in before_names if n not in after_names]
+    out = {}
+    for mode in after:
+        B = after[mode].shape[0]
+        a = torch.zeros(B, len(names))
+        b = torch.zeros(B, len(names))
+        a[:, :len(after_names)] = after[mode]
+        for j, n in enumerate(before_names):
+            b[:, names.index(n)] = before[mode][:, j]
+        out[mode] = a - b
+    return names, out
+
+
+def aligned_probabilities(probs: dict[str, torch.Tensor], names_from: Sequence[str], names_to: Sequence[str]
+                          ) -> dict[str, torch.Tensor]:
+    """``probs[mode]`` ``[B, len(names_from)]`` re-indexed to ``names_to``; NaN for a class of
+    ``names_to`` that ``names_from`` lacks (e.g. the probabilities before an edit, per class now)."""
+    out = {}
+    for mode, p in probs.items():
+        q = torch.full((p.shape[0], len(names_to)), float("nan"))
+        for j, n in enumerate(names_to):
+            if n in names_from:
+                q[:, j] = p[:, list(names_from).index(n)]
+        out[mode] = q
+    return out
+
+
+def correct(probs: torch.Tensor, labels: Sequence[int | None]) -> tuple[int, int]:
+    """(photos predicted right, photos with a known class) for ``probs`` ``[B, K]``."""
+    known = [(j, y) for j, y in enumerate(labels) if y is not None]
+    return sum(int(probs[j].argmax()) == y for j, y in known), len(known)
+
+
+def describe_edit(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """What changed between two class sets, as short phrases (``"edited Blue Jay"``)."""
+    parts = [f"added {n}" for n in after if n not in before] + [f"removed {n}" for n in before if n not in after]
+    parts += [f"edited {n}" for n in after if n in before and after[n] != before[n]]
+    if not parts and list(after) != list(before):
+        parts = ["reordered the classes"]
+    return parts
 
 
 class Workbench:
@@ -101,10 +292,12 @@ class Workbench:
         self.full = full
         self.checkpoints = checkpoints
         self.fc_only = fc_only
-        self._cache: OrderedDict[str, Synthesis] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
-        self._synth_locks: dict[str, threading.Lock] = {}
+        self._cache = _Memo(cache_size)            # content key → Synthesis
+        self._prepared = _Memo(256)                # image digest → normalised [3, S, S]
+        self._plain = _Memo(1024)                  # image digest → plain-backbone features [F]
+        self._probs = _Memo(4096)                  # (synthesis key, image digest) → {mode: [K]}
+        self._batches = _Memo(64)                  # (synthesis key, digests) → {mode: [B, K]}
+        self._compute = threading.Lock()           # one model call at a time (see the module doc)
 
     @classmethod
     def load(cls, checkpoint: str | Path = DEFAULT_CHECKPOINT, fc_only_checkpoint: str | Path | None = None,
@@ -117,6 +310,11 @@ class Workbench:
         if fc.config.image_size != full.config.image_size:
             raise DataError(f"{checkpoint} and {fc_dir} use different image sizes")
         return cls(full, fc, checkpoints=(str(checkpoint), str(fc_dir)))
+
+    def clear_caches(self) -> None:
+        """Forget every cached synthesis, prepared photo, feature and probability."""
+        for memo in (self._cache, self._prepared, self._plain, self._probs, self._batches):
+            memo.clear()
 
     # ------------------------------------------------------------------ facts
     @property
@@ -147,38 +345,85 @@ class Workbench:
         pair. Raises :class:`~n3core.meta.SynthesisError` for a bad class set."""
         descriptions = check_descriptions(descriptions)
         key = _content_key(descriptions)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-            lock = self._synth_locks.setdefault(key, threading.Lock())
-        with lock:                              # two sessions asking for the same set wait for one synthesis
-            with self._lock:
-                if key in self._cache:
-                    return self._cache[key]
+
+        def compute() -> Synthesis:
             te = self.full.text_encoder
-            before = te.encoder_calls
-            t0 = time.perf_counter()
-            full = self.full.synthesize(descriptions)
-            fc = self.fc_only.synthesize(descriptions, mode="fc-only")
-            ms = (time.perf_counter() - t0) * 1000
-            syn = Synthesis(key, list(descriptions), dict(descriptions), full, fc, round(ms, 1),
-                            max(0, te.encoder_calls - before), list(full.info.get("truncated", [])))
-            with self._lock:
-                self._cache[key] = syn
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
-                self._synth_locks.pop(key, None)
-        return syn
+            with self._compute:
+                before = te.encoder_calls
+                t0 = time.perf_counter()
+                full = self.full.synthesize(descriptions)
+                fc = self.fc_only.synthesize(descriptions, mode="fc-only", share_backbone=True)
+                ms = (time.perf_counter() - t0) * 1000
+                encoded = max(0, te.encoder_calls - before)
+            return Synthesis(key, list(descriptions), dict(descriptions), full, fc, round(ms, 1), encoded,
+                             list(full.info.get("truncated", [])))
+
+        return self._cache.get(key, compute)
 
     # ------------------------------------------------------------------ classify
+    def _prepare(self, images: Sequence[Image.Image], digests: Sequence[str]) -> torch.Tensor:
+        spec = self.full.preprocess
+        return torch.stack([self._prepared.get(d, lambda im=im: spec.pil_batch([im])[0])
+                            for im, d in zip(images, digests)])
+
+    def _plain_features(self, images: Sequence[Image.Image], digests: Sequence[str]) -> torch.Tensor:
+        """Pooled features ``[B, F]`` of the unadapted backbone (what every fc-only classifier sees)."""
+        found = {d: self._plain.peek(d) for d in digests}
+        missing = [i for i, d in enumerate(digests) if found[d] is None]
+        if missing:
+            x = self._prepare([images[i] for i in missing], [digests[i] for i in missing])
+            module = self.fc_only.model.backbone_module
+            with torch.no_grad(), self._compute:
+                feats = torch.cat([module(x[s:s + 64].to(self.device)).cpu() for s in range(0, len(x), 64)])
+            for i, f in zip(missing, feats):
+                found[digests[i]] = f
+                self._plain.put(digests[i], f)
+        return torch.stack([found[d] for d in digests])
+
     @torch.no_grad()
     def classify(self, syn: Synthesis, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        """Probabilities ``[B, K]`` of both classifiers for PIL images."""
+        """Probabilities ``[B, K]`` of both classifiers for PIL images. Photos already seen with
+        this synthesis come from the cache; the fc-only classifier reuses plain-backbone
+        features, so after an edit only the full classifier runs its backbone."""
+        K = len(syn.names)
         if not images:
-            return {"full": torch.zeros(0, len(syn.names)), "fc-only": torch.zeros(0, len(syn.names))}
-        x = syn.full.prepare(list(images))
-        return {"full": syn.full.predict(x), "fc-only": syn.fc_only.predict(x)}
+            return {"full": torch.zeros(0, K), "fc-only": torch.zeros(0, K)}
+        digests = [image_digest(im) for im in images]
+
+        def compute() -> dict[str, torch.Tensor]:
+            found = {d: self._probs.peek((syn.key, d)) for d in digests}
+            todo = list(dict.fromkeys(d for d in digests if found[d] is None))
+            if todo:
+                ims = [images[digests.index(d)] for d in todo]
+                x = self._prepare(ims, todo)
+                with self._compute:
+                    full = syn.full.predict(x)
+                fc = syn.fc_only.head(self._plain_features(ims, todo).to(syn.fc_only.device)).softmax(-1).cpu()
+                for j, d in enumerate(todo):
+                    found[d] = {"full": full[j], "fc-only": fc[j]}
+                    self._probs.put((syn.key, d), found[d])
+            return {m: torch.stack([found[d][m] for d in digests]) for m in ("full", "fc-only")}
+
+        return self._batches.get((syn.key, tuple(digests)), compute)
+
+    def _scored(self, syn: Synthesis, images: Sequence[Image.Image], labels: Sequence[int]) -> tuple:
+        """Both classifiers' probabilities on labelled images, per-class accuracy, means, confusions."""
+        K = len(syn.names)
+        y = torch.as_tensor(list(labels), dtype=torch.long)
+        probs = {"full": [], "fc-only": []}
+        for s in range(0, len(images), 64):
+            p = self.classify(syn, list(images[s:s + 64]))
+            for m in probs:
+                probs[m].append(p[m])
+        per_class, mean, conf = {}, {}, {}
+        for mode in ("full", "fc-only"):
+            p = probs[mode] = torch.cat(probs[mode])
+            cm = torch.zeros(K, K, dtype=torch.long)
+            cm.index_put_((y, p.argmax(1)), torch.ones_like(y), accumulate=True)
+            res = per_class_accuracy(p, y, K)
+            per_class[mode] = {n: (None if a != a else a) for n, a in zip(syn.names, res["per_class_top1"])}
+            mean[mode], conf[mode] = res["top1"], cm.tolist()
+        return probs, per_class, mean, conf
 
     @torch.no_grad()
     def evaluate_batch(self, syn: Synthesis, images: Sequence[Image.Image], labels: Sequence[int]) -> BatchReport:
@@ -187,39 +432,107 @@ class Workbench:
             raise ValueError("one label per image")
         if not images:
             raise DataError("no labelled images to evaluate")
-        K = len(syn.names)
-        y = torch.as_tensor(list(labels), dtype=torch.long)
-        per_class, mean, conf = {}, {}, {}
-        for mode in ("full", "fc-only"):
-            clf = syn.classifier(mode)
-            probs = torch.cat([clf.predict(list(images[s:s + 64])) for s in range(0, len(images), 64)])
-            cm = torch.zeros(K, K, dtype=torch.long)
-            cm.index_put_((y, probs.argmax(1)), torch.ones_like(y), accumulate=True)
-            res = per_class_accuracy(probs, y, K)
-            per_class[mode] = {n: (None if a != a else a) for n, a in zip(syn.names, res["per_class_top1"])}
-            mean[mode], conf[mode] = res["top1"], cm.tolist()
+        _, per_class, mean, conf = self._scored(syn, images, labels)
         return BatchReport(list(syn.names), len(images), per_class, mean, conf)
 
-    # ------------------------------------------------------------------ explain
-    def saliency(self, syn: Synthesis, image: Image.Image, target: int, method: str = "saliency") -> dict:
-        """``{"full": PIL overlay, "fc-only": PIL overlay}``: where each classifier looks for
-        class ``target``, both on one colour scale."""
-        from .explain import saliency_overlays
+    # ------------------------------------------------------------------ what the words did
+    @torch.no_grad()
+    def language_control(self, syn: Synthesis, images: Sequence[Image.Image], pool: dict[str, str], *,
+                         draws: int = 3, seed: int = 0, source: str = "") -> LanguageControl:
+        """The full classifier on ``images`` with ΔΘ from the class set's own descriptions, from
+        none, and from ``draws`` random draws (fixed seeds) of other descriptions out of
+        ``pool`` (``{class: description}``; classes of the set itself are left out)."""
+        import random
 
-        return saliency_overlays({"full": syn.full, "fc-only": syn.fc_only}, image, target, method)
+        own_keys = {class_key(n) for n in syn.names}
+        others = {n: t for n, t in pool.items() if class_key(n) not in own_keys}
+        if len(others) < 2:
+            raise SynthesisError(f"the language control needs at least 2 other classes' descriptions; "
+                                 f"the pool has {len(others)} outside this class set")
+        if not images:
+            raise DataError("the language control needs at least one photo")
+        own = self.classify(syn, images)["full"]
+        x = self._prepare(images, [image_digest(im) for im in images])
+        k = min(len(syn.names), len(others))
+        drawn, swapped = [], []
+        with self._compute:
+            plain = self.full.synthesize(syn.descriptions, mode="fc-only", share_backbone=True)
+            none = plain.predict(x)
+            for r in range(draws):
+                names = random.Random(seed + r).sample(sorted(others), k)
+                clf = self.full.synthesize(syn.descriptions, delta_from={n: others[n] for n in names})
+                swapped.append(clf.predict(x))
+                drawn.append(names)
+        return LanguageControl(list(syn.names), own, none, torch.stack(swapped), drawn, source)
+
+    def compare_descriptions(self, descriptions: dict[str, str], cls: str, text_b: str,
+                             images: Sequence[Image.Image], labels: Sequence[int | None] | None = None
+                             ) -> DescriptionComparison:
+        """Description A (``descriptions[cls]``) vs ``text_b`` for one class, on ``images``
+        (and, with ``labels`` — class indices, None for an unlabelled photo — per-class
+        accuracy and the confusions B fixed or caused). Raises :class:`SynthesisError` for an
+        unknown class, an empty B or a B identical to A."""
+        descriptions = check_descriptions(descriptions)
+        if cls not in descriptions:
+            raise SynthesisError(f"{cls!r} is not one of the classes")
+        if not isinstance(text_b, str) or not text_b.strip():
+            raise SynthesisError(f"description B of {cls!r} is empty")
+        if " ".join(text_b.split()) == " ".join(descriptions[cls].split()):
+            raise SynthesisError(f"description B of {cls!r} is the same as A: change a word to compare")
+        if not images:
+            raise DataError("no photos to compare A and B on: upload photos or a labelled zip")
+        a = self.synthesize(descriptions)
+        b = self.synthesize({**descriptions, cls: text_b})
+        out = DescriptionComparison(cls, list(a.names), descriptions[cls], text_b,
+                                    self.classify(a, images), self.classify(b, images))
+        known = [(i, y) for i, y in enumerate(labels or []) if y is not None]
+        if known:
+            ims = [images[i] for i, _ in known]
+            ys = [y for _, y in known]
+            pa, out.per_class_a, out.mean_a, _ = self._scored(a, ims, ys)
+            pb, out.per_class_b, out.mean_b, _ = self._scored(b, ims, ys)
+            out.labelled = len(known)
+            for mode in MODES:
+                fixed: dict = {}
+                caused: dict = {}
+                for y, ya, yb in zip(ys, pa[mode].argmax(-1).tolist(), pb[mode].argmax(-1).tolist()):
+                    key = (a.names[y], a.names[ya], a.names[yb])
+                    if ya != y and yb == y:
+                        fixed[key] = fixed.get(key, 0) + 1
+                    elif ya == y and yb != y:
+                        caused[key] = caused.get(key, 0) + 1
+                out.fixed[mode] = sorted(((*k, n) for k, n in fixed.items()), key=lambda t: -t[3])
+                out.caused[mode] = sorted(((*k, n) for k, n in caused.items()), key=lambda t: -t[3])
+        return out
+
+    # ------------------------------------------------------------------ explain
+    def saliency(self, syn: Synthesis, image: Image.Image, target: int, method: str = "saliency",
+                 smooth: float = 0.0) -> dict:
+        """Where each classifier looks for class ``target``: ``{"full", "fc-only", "difference"}``
+        maps ``[S, S]`` in one unit (a fraction of the larger map's 99th percentile; the
+        difference is full − fc-only) and ``"image"``, the photo as the model sees it.
+        ``smooth``: Gaussian blur of the gradient maps, σ in pixels."""
+        from .explain import saliency_maps
+
+        with self._compute:
+            return saliency_maps({"full": syn.full, "fc-only": syn.fc_only}, image, target, method, smooth=smooth)
 
     def evidence(self, syn: Synthesis, image: Image.Image, label: str | None = None):
         """Token evidence (:class:`n3core.explain.Evidence`) of the full model for ``label``
         (default: its prediction): the description words that argued for and against it."""
         from .explain import token_evidence
 
-        return token_evidence(self.full, syn.descriptions, image, label=label)
+        with self._compute:
+            return token_evidence(self.full, syn.descriptions, image, label=label)
 
-    def adaptation_norms(self, syn: Synthesis) -> list[dict]:
-        """Per adapted tensor: ‖μ·ΔΘ‖, ‖Θ‖ and their ratio for this class set (figure 6)."""
+    def adaptation_norms(self, syn: Synthesis, before: Synthesis | None = None) -> list[dict]:
+        """Per adapted tensor: ‖μ·ΔΘ‖, ‖Θ‖ and their ratio for this class set (figure 6); with
+        ``before``, also ``edit_norm`` = ‖μ·(ΔΘ − ΔΘ_before)‖, what the edit from ``before`` moved."""
         from .explain import adaptation_norms
 
-        return adaptation_norms(self.full, syn.descriptions)
+        with self._compute:
+            return adaptation_norms(self.full, syn.descriptions,
+                                    before=before.descriptions if before is not None else None)
 
     # ------------------------------------------------------------------ export
     def export(self, syn: Synthesis, mode: str = "full") -> bytes:
@@ -346,3 +659,44 @@ def demo_descriptions() -> dict[str, str]:
 
 def demo_photos() -> list[Path]:
     return sorted((DEMO_DIR / "photos").glob("*.jpg"))
+
+
+def control_descriptions(root: str | Path | None = None) -> tuple[dict[str, str], str]:
+    """Other classes' descriptions for the language control, and where they come from: the
+    shipped model's own training classes (ss0 train, All About Birds) when the data folder is
+    at ``root``, else the project's own file of short bird descriptions (``CONTROL_FILE``)."""
+    if root is not None:
+        try:
+            return split_classes(root, "ss0", "train"), "ss0 train classes (All About Birds), the shipped model's training texts"
+        except DataError:
+            pass
+    own = load_descriptions(CONTROL_FILE)
+    return own, f"{len(own)} birds described in assets/control_descriptions.json (written by this project)"
+
+
+def description_for(root: str | Path, cls: str, description_set: str) -> str:
+    """One class's description (by display name, compared like zip folders) from a description
+    set of the data folder; :class:`DataError` when the set does not describe it."""
+    desc = load_descriptions(description_file(root, description_set))
+    for label, text in desc.items():
+        if _norm(label) == _norm(cls):
+            return text
+    raise DataError(f"{description_set} has no description of {cls!r}")
+
+
+def label_from_filename(name: str, classes: Sequence[str]) -> int | None:
+    """The class a photo's name says it shows, or None: ``"Blue Jay — 0042.jpg"`` (the app's
+    data-folder photos), ``"blue_jay_2.jpg"`` (the demo's) or ``"073.Blue_Jay/x.jpg"``;
+    names compare like zip folders (case, ``_``/``-``/spaces and a ``NNN.`` prefix ignored)."""
+    import re
+
+    index = {_norm(c): i for i, c in enumerate(classes)}
+    if " — " in name:
+        candidates = [name.split(" — ", 1)[0]]
+    else:
+        path = PurePosixPath(name)
+        candidates = [path.stem, re.sub(r"[ _-]*\(?\d+\)?$", "", path.stem), path.parent.name]
+    for candidate in candidates:
+        if candidate and _norm(candidate) in index:
+            return index[_norm(candidate)]
+    return None

@@ -39,25 +39,59 @@ def class_ids(at) -> list[int]:
     return [e["id"] for e in at.session_state["classes"]]
 
 
-def test_opens_on_the_demo_with_predictions():
+def chart(at, key: str):
+    """The plotly chart drawn with ``key`` (its figure as a dict), or None."""
+    for c in at.get("plotly_chart"):
+        if c.proto.id.endswith(f"-{key}"):
+            return json.loads(c.proto.spec)
+    return None
+
+
+def bars(at) -> list[str]:
+    """The per-photo prediction bars of the working view (HTML)."""
+    return [h.proto.body for h in at.get("html") if "before:" in h.proto.body or "fc-only" in h.proto.body]
+
+
+def open_view(at, view: str) -> AppTest:
+    at.session_state["view"] = view
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_opens_on_the_demo_with_predictions_beside_the_classes():
     at = start()
     assert "5-way" in synthesized(at)
     assert not messages(at, "error")
     names = [at.text_input(key=f"name_{i}").value for i in class_ids(at)]
     assert names == list(DEMO)
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 10 + 1, "a probability chart per demo photo, plus the adaptation-norms chart"
+    assert [t.label for t in at.tabs][0] == "Describe & classify"
+    shown = bars(at)
+    assert len(shown) == 10, "the ten demo photos are classified on the landing view, beside the editor"
+    assert sum("✓" in b for b in shown) == 10, "each demo photo's class is known from its file name"
+    assert len(at.get("image")) == 10
+    assert chart(at, "shift") is None, "nothing to compare before the first edit"
+    assert any(m.label.startswith("full: correct") for m in at.metric)
     assert "CPU" in at.sidebar.markdown[0].value or "cuda" in at.sidebar.markdown[0].value
 
 
-def test_edit_resynthesizes_only_the_changed_description():
+def test_edit_shows_what_changed_in_the_same_view():
     at = start()
+    before = bars(at)
     first = class_ids(at)[0]
     box = at.text_area(key=f"text_{first}")
-    box.set_value(box.value + " Its eye is dark.").run()
+    box.set_value("A plain brown bird of reed beds, dull all over, with no red and no yellow anywhere.").run()
     msg = synthesized(at)
     assert "1 description(s) re-encoded" in msg, msg
-    assert at.session_state["classes"][0]["text"].endswith("Its eye is dark.")
+    after = bars(at)
+    assert len(after) == 10 and after != before, "the prediction bars in the same view change"
+    assert all("before:" in b for b in after), "every photo shows where its bars stood before the edit"
+    fig = chart(at, "shift")
+    assert fig is not None, "the edit-diff chart appears"
+    z = [row for trace in fig["data"] for row in trace["z"]]
+    assert len(fig["data"]) == 2 and len(z) == 20, "one heat map per mode, a row per photo"
+    assert max(abs(v) for row in z for v in row) > 1, "the edit moved some probability by more than a point"
+    assert f"edited {list(DEMO)[0]}" in fig["layout"]["title"]["text"]
 
 
 def test_add_remove_rename_and_class_set_errors():
@@ -106,7 +140,7 @@ def test_uploads_good_and_bad_images():
     for name in good_images():
         assert name in images, name
     assert max(images["huge.jpg"]["image"].size) <= 1024, "very large images are downscaled"
-    assert len(at.get("plotly_chart")) >= 10 + len(good_images())
+    assert len(bars(at)) == 10 + len(good_images())
     assert "5-way" in synthesized(at)
 
 
@@ -127,6 +161,7 @@ def test_import_and_export_json():
 
 def test_batch_evaluation_from_amake_zip():
     at = start()
+    open_view(at, "Batch evaluation")
     photos = sorted((ROOT / "assets" / "demo" / "photos").glob("*.jpg"))
     folder = {"blue_jay": "Blue_Jay", "cedar_waxwing": "073.cedar waxwing", "red_winged_blackbird": "Red-winged Blackbird",
               "scarlet_tanager": "scarlet_tanager", "pileated_woodpecker": "Pileated Woodpecker"}
@@ -155,6 +190,7 @@ def test_explain_views_escape_user_text():
     ids = class_ids(at)
     hostile = "<script>alert(1)</script> **bold** [link](http://x) A blue bird with a crest."
     at.text_area(key=f"text_{ids[1]}").set_value(hostile).run()
+    open_view(at, "Explain")
     at.selectbox(key="explain_image").set_value("blue_jay_1.jpg").run()
     label_box = [s for s in at.selectbox if s.key and s.key.startswith("explain_label_")][0]
     label_box.set_value(list(DEMO)[1]).run()
@@ -165,12 +201,19 @@ def test_explain_views_escape_user_text():
     lines = [m.value for m in at.markdown if "because" in m.value]
     assert any("is a Blue Jay because" in m for m in lines), lines
     assert any("is not a" in m for m in lines), lines
-    assert len(at.get("image")) == 10 + 3, "the demo photos, plus image / full / fc-only saliency in Explain"
+    fig = chart(at, "saliency")
+    assert fig is not None
+    heat = [t for t in fig["data"] if t["type"] == "heatmap"]
+    assert len(heat) == 3, "full, fc-only and their difference over the photo"
+    assert all((t["zmin"], t["zmax"]) == (-1, 1) for t in heat), "one colour scale for all three"
+    assert sum(t.get("showscale", True) for t in heat) == 1, "one colour bar"
+    assert min(v for row in heat[2]["z"] for v in row) < 0 < max(v for row in heat[0]["z"] for v in row)
     assert not at.exception
 
 
 def test_export_classifier_download():
     at = start()
+    open_view(at, "Export")
     at.button(key="prep_fc-only").click().run()
     assert not at.exception
     assert at.get("download_button"), "a download button appears once the file is ready"
@@ -197,3 +240,59 @@ def test_loads_a_split_from_the_data_folder(data_root, monkeypatch):
     assert 2 <= k <= 25
     at.sidebar.button(key="data_photos").click().run()
     assert len(at.session_state["images"]) == 10 + 2 * k
+
+
+def test_network_view_shows_what_an_edit_moved_and_the_language_control():
+    at = start()
+    first = class_ids(at)[0]
+    box = at.text_area(key=f"text_{first}")
+    box.set_value(box.value + " It sings from the tops of cattails.").run()
+    open_view(at, "Network & language control")
+    norms = chart(at, "norms")
+    assert norms is not None
+    edit = [t for t in norms["data"] if "last edit" in t.get("name", "")]
+    assert edit and len(edit[0]["y"]) == 147 and max(edit[0]["y"]) > 0, "per-layer ‖μ(ΔΘ_after − ΔΘ_before)‖"
+    assert any("moved the adapted weights" in m.value for m in at.markdown)
+    control = chart(at, "control")
+    assert control is not None, "the language control's chart"
+    names = {t["name"] for t in control["data"]}
+    assert {"ΔΘ from these descriptions", "ΔΘ from other texts", "no ΔΘ (Θ)"} <= names
+    labels = [m.label for m in at.metric]
+    assert any(lab.startswith("correct with own ΔΘ (10 labelled)") for lab in labels), labels
+    # back on the working view, the edit is still there
+    open_view(at, "Describe & classify")
+    assert at.text_area(key=f"text_{first}").value.endswith("tops of cattails.")
+
+
+def test_ab_descriptions_compare_keep_and_refuse_bad_input(tmp_path):
+    at = start()
+    open_view(at, "A/B descriptions")
+    ids = class_ids(at)
+    blackbird = ids[0]
+    cls = at.session_state["classes"][0]["name"]
+    assert any("the same as A" in m for m in messages(at, "warning")), "B starts as A and says so"
+    at.text_area(key=f"ab_text_{blackbird}").set_value("   ").run()
+    assert any("is empty" in m for m in messages(at, "warning")), messages(at, "warning")
+    b = "A large bird with a long red crest and black-and-white stripes on the face, drumming on trees."
+    at.text_area(key=f"ab_text_{blackbird}").set_value(b).run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [m.label for m in at.metric]
+    assert any(lab.startswith("full: mean per-class accuracy, A → B (10 labelled photos)") for lab in labels), labels
+    fig = chart(at, "ab_acc")
+    assert fig is not None and len(fig["data"]) == 4, "A and B for both modes"
+    assert len(fig["data"][0]["x"]) == 5, "per-class numbers"
+    assert chart(at, "ab_shift") is not None
+    # a zip whose classes don't match: a clear error, B kept
+    photo = (ROOT / "assets" / "demo" / "photos" / "blue_jay_1.jpg").read_bytes()
+    bad = make_zip({"birds/Ostrich/o.jpg": photo, "birds/Emu/e.jpg": photo})
+    at.file_uploader(key="ab_zip").set_value(("other.zip", bad, "application/zip")).run()
+    assert any("cannot be used" in m and "matches no class" in m for m in messages(at, "error")), messages(at, "error")
+    assert at.text_area(key=f"ab_text_{blackbird}").value == b, "nothing lost"
+    at.file_uploader(key="ab_zip").set_value(None).run()
+    # keep B with one click: the class's description is now B
+    at.button(key="ab_use_b").click().run()
+    assert at.session_state["classes"][0]["text"] == b
+    assert at.session_state["classes"][0]["name"] == cls
+    assert "1 description(s) re-encoded" in synthesized(at)
+    open_view(at, "Describe & classify")
+    assert at.text_area(key=f"text_{blackbird}").value == b

@@ -1,6 +1,8 @@
 """End to end in a real browser: start ``streamlit run app/main.py``, open it in headless
-Debian Chromium through Playwright, edit a description, upload a photo, see the prediction
-charts and the explanation views.
+Debian Chromium through Playwright; on the landing view, edit a description and see the
+predictions beside it change (with the edit-diff chart), upload a photo, look at what the edit
+moved in the network and the language control, compare two descriptions on a labelled zip and
+keep the better one, and see the explanation views.
 
 Set ``N3_SCREENSHOT_DIR`` to keep screenshots of the main views (``docs/screenshots`` is made
 this way: ``N3_SCREENSHOT_DIR=docs/screenshots .venv/bin/python -m pytest tests/test_app_e2e.py``).
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,7 +63,7 @@ def app_url(tmp_path_factory):
             proc.kill()
 
 
-def test_describe_upload_classify_explain_in_chromium(app_url, tmp_path):
+def test_edit_and_see_compare_explain_in_chromium(app_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     assert Path(CHROMIUM).exists(), "Debian's chromium is required (make test installs it)"
@@ -70,7 +73,12 @@ def test_describe_upload_classify_explain_in_chromium(app_url, tmp_path):
     photo = tmp_path / "my_bird.png"
     from PIL import Image
 
-    Image.open(ROOT / "assets" / "demo" / "photos" / "cedar_waxwing_1.jpg").save(photo)   # a PNG upload
+    demo = ROOT / "assets" / "demo" / "photos"
+    Image.open(demo / "cedar_waxwing_1.jpg").save(photo)   # a PNG upload
+    labelled = tmp_path / "labelled.zip"
+    with zipfile.ZipFile(labelled, "w") as z:             # a small labelled zip for the A/B comparison
+        for p in sorted(demo.glob("*.jpg")):
+            z.write(p, f"birds/{p.stem.rsplit('_', 1)[0]}/{p.name}")
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -79,41 +87,56 @@ def test_describe_upload_classify_explain_in_chromium(app_url, tmp_path):
         expect.set_options(timeout=180_000)
         page.goto(app_url)
 
-        # the demo synthesizes and classifies with no click
+        # the landing view: the classes and the demo photos' predictions side by side, no click
         expect(page.get_by_text("Synthesized a 5-way classifier")).to_be_visible()
+        expect(page.get_by_text("full: correct on photos with a known class")).to_be_visible()
+        expect(page.locator('[title^="before:"]')).to_have_count(0)
         if shots:
-            page.screenshot(path=str(shots / "describe.png"), full_page=True)
+            page.screenshot(path=str(shots / "landing.png"), full_page=True)
 
-        # edit a description: only that one is re-encoded
+        # edit a description: only that one is re-encoded, and the same view shows what changed
         box = page.get_by_label("Description", exact=True).first
-        box.fill(box.input_value() + " Its eyes are dark.")
+        box.fill("A plain brown bird of reed beds, dull all over, with no red and no yellow anywhere.")
         box.press("Control+Enter")
         expect(page.get_by_text("1 description(s) re-encoded")).to_be_visible()
+        expect(page.locator('[title^="before:"]').first).to_be_visible()
+        expect(page.get_by_text("What the last edit changed, per photo and class")).to_be_visible()
+        assert page.get_by_role("tab", name="Describe & classify").get_attribute("aria-selected") == "true"
+        if shots:
+            page.screenshot(path=str(shots / "edit.png"), full_page=True)
 
-        # upload a photo and see its prediction chart
-        page.get_by_role("tab", name="Classify").click()
-        charts = page.locator(".js-plotly-plot")
-        expect(charts.first).to_be_visible()
-        before = charts.count()
-        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Upload images")
+        # upload a photo: it joins the predictions
+        page.get_by_text("Photos", exact=True).click()
+        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Upload photos")
         uploader.locator('input[type="file"]').set_input_files(str(photo))
         expect(page.get_by_text("my_bird.png").first).to_be_visible()
-        deadline = time.time() + 120
-        while charts.count() <= before and time.time() < deadline:
-            time.sleep(0.5)
-        assert charts.count() > before, "the uploaded photo gets its own prediction chart"
-        expect(page.get_by_text("full adaptation").first).to_be_visible()
-        if shots:
-            page.screenshot(path=str(shots / "classify.png"), full_page=True)
+        expect(page.locator('[data-testid="stImage"]')).to_have_count(11)
 
-        # the explanation views: saliency, token evidence, adaptation norms
+        # what the edit moved in the network, and the language control
+        page.get_by_role("tab", name="Network & language control").click()
+        expect(page.get_by_text("moved the adapted weights")).to_be_visible()
+        expect(page.get_by_text("Did these words shape the network?").first).to_be_visible()
+        expect(page.get_by_text("photos whose prediction an other-text ΔΘ changes")).to_be_visible()
+
+        # A/B: a second description of the first class, compared on a labelled zip
+        page.get_by_role("tab", name="A/B descriptions").click()
+        b = page.get_by_label("B", exact=True)
+        b.fill("A black bird with red and yellow patches on the shoulders, singing from cattails in marshes.")
+        b.press("Control+Enter")
+        zup = page.locator('[data-testid="stFileUploader"]').filter(has_text="Labelled photos for the comparison")
+        zup.locator('input[type="file"]').set_input_files(str(labelled))
+        expect(page.get_by_text("full: mean per-class accuracy, A → B (10 labelled photos)")).to_be_visible()
+        expect(page.get_by_text("Fixed by B")).to_be_visible()
+        if shots:
+            page.screenshot(path=str(shots / "ab.png"), full_page=True)
+        page.get_by_role("button", name="Use B as the description").click()
+        expect(page.get_by_text("1 description(s) re-encoded")).to_be_visible()
+
+        # the explanation views: readable saliency, token evidence
         page.get_by_role("tab", name="Explain").click()
         expect(page.get_by_text("Where the classifiers look for")).to_be_visible()
         expect(page.get_by_text("because:").first).to_be_visible()
-        expect(page.get_by_text("How much each layer was adapted")).to_be_visible()
         panel = page.locator('[role="tabpanel"]:visible')
-        expect(panel.locator("img").first).to_be_visible()
-        assert panel.locator("img").count() >= 3, "image, full and fc-only saliency"
         expect(panel.locator(".js-plotly-plot").first).to_be_visible()
         if shots:
             page.screenshot(path=str(shots / "explain.png"), full_page=True)

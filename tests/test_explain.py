@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from n3core.explain import (adaptation_norms, heatmap_overlay, merge_word_pieces, norms_figure, saliency,
-                            sentence_ablation, shared_scale, token_evidence)
+from n3core.explain import (adaptation_norms, gaussian_blur, heatmap_overlay, merge_word_pieces, norms_figure,
+                            saliency, saliency_maps, sentence_ablation, shared_scale, token_evidence)
+from n3core.figures import probability_bars_html, saliency_figure, shift_figure
 from n3core.meta import N3Model
 from n3core.preprocess import PreprocessSpec
 from n3core.synthesize import SynthesizedClassifier, Synthesizer
@@ -117,3 +118,57 @@ def test_norms_match_a_hand_computation(tiny_synth):
         assert r["ratio"] == pytest.approx(r["delta_norm"] / r["theta_norm"], rel=1e-6)
     fig = norms_figure(rows)
     assert len(fig.data) == 3 and list(fig.data[0].x) == [r["name"] for r in rows]
+
+
+def test_edit_norms_match_a_hand_computation(tiny_synth):
+    other = {**DESC, "goldfinch": "A small grey bird with a long tail."}
+    rows = adaptation_norms(tiny_synth, other, before=DESC)
+    a, b = tiny_synth.adaptation(other), tiny_synth.adaptation(DESC)
+    for r in rows:
+        d = (a.mu * a.delta[r["name"]] - b.mu * b.delta[r["name"]]).detach().double().flatten()
+        assert r["edit_norm"] == pytest.approx(float((d ** 2).sum().sqrt()), rel=1e-5, abs=1e-12)
+    assert all(r["edit_norm"] == 0 for r in adaptation_norms(tiny_synth, DESC, before=DESC))
+    fig = norms_figure(rows)
+    assert [t.name for t in fig.data][-2:] == ["‖μ·(ΔΘ − ΔΘ before)‖ the last edit", "edit / ‖μ·ΔΘ‖"]
+
+
+def test_gaussian_blur_spreads_a_point_and_keeps_its_mass():
+    m = torch.zeros(21, 21)
+    m[10, 10] = 1.0
+    b = gaussian_blur(m, 2.0)
+    assert b.shape == m.shape and float(b.sum()) == pytest.approx(1.0, rel=1e-5)
+    assert float(b.max()) < 0.1 and b[10, 10] == b.max() and b[10, 12] == pytest.approx(float(b[12, 10]))
+    assert torch.equal(gaussian_blur(m, 0), m)
+
+
+def test_saliency_maps_share_one_unit_and_their_difference():
+    torch.manual_seed(0)
+    spec = PreprocessSpec(image_size=16, mean=(0.5,) * 3, std=(0.5,) * 3)
+    w = torch.randn(3, 8)
+    a = SynthesizedClassifier(_TopLeft(), w, torch.zeros(3), 1.0, False, ["a", "b", "c"], spec)
+    b = SynthesizedClassifier(_TopLeft(), w * 4, torch.zeros(3), 1.0, False, ["a", "b", "c"], spec)
+    x = torch.randn(1, 3, 16, 16)
+    maps = saliency_maps({"full": a, "fc-only": b}, x, target=1)
+    assert maps["target"] == 1 and maps["image"].shape == (3, 16, 16)
+    torch.testing.assert_close(maps["difference"], maps["full"] - maps["fc-only"])
+    free = maps["fc-only"] < 1                                   # not clipped at the 99th percentile
+    assert free.sum() > 200
+    torch.testing.assert_close(4 * maps["full"][free], maps["fc-only"][free])    # one unit: 4x weaker stays 4x weaker
+    assert float(maps["difference"].min()) < 0 and float(maps["difference"].max()) <= 0
+    smooth = saliency_maps({"full": a, "fc-only": b}, x, target=1, smooth=2.0)
+    assert maps["full"][3].sum() == 0 < smooth["full"][3].sum(), "smoothing spreads the map to nearby pixels"
+    fig = saliency_figure(maps)
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 3 and all((t.zmin, t.zmax) == (-1, 1) for t in heat)
+
+
+def test_figures_escape_names_and_show_before_ticks():
+    names = ["<b>Jay</b>", "Crow"]
+    after = {"full": torch.tensor([0.7, 0.3]), "fc-only": torch.tensor([0.4, 0.6])}
+    before = {"full": torch.tensor([0.5, float("nan")]), "fc-only": torch.tensor([0.4, float("nan")])}
+    html_ = probability_bars_html(names, after, before, true=0)
+    assert "<b>Jay" not in html_ and "&lt;b&gt;Jay&lt;/b&gt; ✓" in html_
+    assert html_.count("before: 50%") == 1 and "▲20" in html_ and "new" in html_
+    fig = shift_figure(["p<1>"], names, {"full": torch.tensor([[0.2, -0.2]]), "fc-only": torch.zeros(1, 2)})
+    assert list(fig.data[0].x) == ["&lt;b&gt;Jay&lt;/b&gt;", "Crow"] and list(fig.data[0].y) == ["p&lt;1&gt;"]
+    assert fig.data[0].zmin == pytest.approx(-20) and list(fig.data[0].text[0]) == ["+20", "-20"]
