@@ -7,9 +7,13 @@ one description, so exactly one description is re-encoded):
 
 * ``predictions_ms``: what the app does before it can draw the new predictions: re-synthesize
   both classifiers (full and fc-only) through the shared :class:`~n3core.workbench.Workbench`
-  and classify the ten demo photos with both;
-* ``page_rerun_ms``: the whole Streamlit script rerun after the edit, measured with AppTest
-  (it also recomputes the Explain tab: saliency for two classifiers, token evidence, norms).
+  and classify the ten demo photos with both (the photos were classified before the edit, as
+  on the app's landing view, so their prepared tensors and plain-backbone features are cached);
+* ``page_rerun_ms``: the whole Streamlit script rerun after the edit, measured with AppTest, on
+  the landing view (classes, predictions with before-edit ticks, the edit-diff chart; the other
+  views are lazy tabs and do not run).
+
+For a real browser, see ``benchmarks/browser_latency.py``.
 
 Needs the data folder for the 25 ss0 test descriptions (All About Birds).
 """
@@ -31,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def library_latency(wb: Workbench, descriptions: dict[str, str], images, repeats: int) -> dict:
-    wb.synthesize(descriptions)                      # cold: every description encoded
+    wb.classify(wb.synthesize(descriptions), images)  # cold: every description encoded, photos prepared
     first = next(iter(descriptions))
     times, synth = [], []
     for r in range(repeats):
@@ -80,7 +84,7 @@ def main() -> None:
     sets = {"5": demo_descriptions(), "25": split_classes(resolve_data_root(None), "ss0", "test")}
     report = {"machine": f"{platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
                          f"CPU".strip(),
-              "images_classified": len(images), "repeats": args.repeats, "target": "predictions_ms < 1000 for K = 5"}
+              "images_classified": len(images), "repeats": args.repeats, "targets": {"predictions_ms, K = 5": 300, "page_rerun_ms, K = 5": 800}}
     for k, desc in sets.items():
         assert len(desc) == int(k), (k, len(desc))
         row = library_latency(wb, desc, images, args.repeats)

@@ -190,3 +190,44 @@ def test_adapt_pattern_and_bad_config(tiny_backbone):
 def test_config_round_trip():
     cfg = tiny_config(mu_init=0.01)
     assert N3Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_inference_shortcut_of_the_decoders_is_exact_and_follows_the_weights(tiny_backbone):
+    """Eval mode without autograd takes the factored path (text-free part kept, K·H products);
+    it must give the same ΔΘ as the training path, and a changed parameter must not leave a
+    stale kept part behind."""
+    torch.manual_seed(0)
+    model = N3Model(tiny_config(d_model=32, n_heads=2), tiny_backbone).eval()
+    with torch.no_grad():
+        for p in model.meta.decoders.parameters():        # non-trivial LayerNorm and biases
+            p.add_(torch.randn_like(p) * 0.1)
+    states, mask = _inputs(K=5)
+    dec = model.meta.decoders
+
+    def both():
+        with torch.no_grad():
+            fast = model.meta(states, mask).delta
+        assert dec._frozen is not None, "the shortcut ran"
+        with torch.enable_grad():
+            ref = model.meta(states, mask).delta
+        return fast, ref
+
+    def assert_same(fast, ref):
+        for n in ref:
+            r = ref[n].detach()
+            # float32 sums over d = 32 terms in another order: a few ulps of the largest value
+            assert float((fast[n] - r).abs().max()) <= 1e-5 * float(r.abs().max()), n
+
+    fast, ref = both()
+    assert_same(fast, ref)
+    with torch.no_grad():
+        dec.out[0].weight.mul_(2.0)                         # an in-place update, as an optimizer makes
+        dec.queries.add_(0.5)
+    fast2, ref2 = both()
+    assert_same(fast2, ref2)
+    assert not torch.allclose(fast2[dec.names[0]], fast[dec.names[0]])
+    model.train()
+    with torch.no_grad():
+        dec._frozen = None
+        model.meta(states, mask)
+    assert dec._frozen is None, "training mode never takes the shortcut"
