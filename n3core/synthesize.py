@@ -248,11 +248,14 @@ class Synthesizer:
         if delta_from is not None and a.delta and mode != "fc-only":
             a = dataclasses.replace(a, delta=self.adaptation(delta_from).delta)
         adapt = bool(a.delta) and mode != "fc-only"
-        module = self.model.backbone_module if share_backbone and not adapt else copy.deepcopy(self.model.backbone_module)
-        if adapt:
-            params = dict(module.named_parameters())
-            for name, value in a.adapted_params(self.model.theta()).items():
-                params[name].data.copy_(value)
+        source = self.model.backbone_module
+        if share_backbone and not adapt:
+            module = source
+        else:   # the copy takes Θ' for adapted tensors directly (no copy of Θ to overwrite)
+            params = dict(source.named_parameters())
+            memo = {id(params[n]): nn.Parameter(v.detach(), requires_grad=False)
+                    for n, v in a.adapted_params(self.model.theta()).items()} if adapt else {}
+            module = copy.deepcopy(source, memo)
         info = {"mode": "fc-only" if (mode == "fc-only" or not a.delta) else "full",
                 "delta_from": sorted(delta_from) if delta_from is not None and a.delta and mode != "fc-only" else None,
                 "mu": float(a.mu), "backbone": self.config.backbone,
