@@ -455,14 +455,14 @@ class Workbench:
         x = self._prepare(images, [image_digest(im) for im in images])
         k = min(len(syn.names), len(others))
         drawn, swapped = [], []
-        with self._compute:
-            plain = self.full.synthesize(syn.descriptions, mode="fc-only", share_backbone=True)
-            none = plain.predict(x)
-            for r in range(draws):
-                names = random.Random(seed + r).sample(sorted(others), k)
+        with self._compute:                    # one model call at a time, so other sessions interleave
+            none = self.full.synthesize(syn.descriptions, mode="fc-only", share_backbone=True).predict(x)
+        for r in range(draws):
+            names = random.Random(seed + r).sample(sorted(others), k)
+            with self._compute:
                 clf = self.full.synthesize(syn.descriptions, delta_from={n: others[n] for n in names})
                 swapped.append(clf.predict(x))
-                drawn.append(names)
+            drawn.append(names)
         return LanguageControl(list(syn.names), own, none, torch.stack(swapped), drawn, source)
 
     def compare_descriptions(self, descriptions: dict[str, str], cls: str, text_b: str,

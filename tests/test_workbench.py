@@ -239,3 +239,16 @@ def test_probability_shift_labels_and_alignment():
     assert label_from_filename("073.Blue_Jay/x.jpg", classes) == 1
     assert label_from_filename("IMG_2231.jpg", classes) is None
     assert correct(torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]), [0, 0, None]) == (1, 2)
+
+
+def test_description_b_from_another_description_set(data_root):
+    from n3core.workbench import description_for
+
+    for dset in ("allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors"):
+        text = description_for(data_root, "blue jay", dset)
+        assert isinstance(text, str) and len(text.split()) > 5, dset
+    assert description_for(data_root, "Blue_Jay", "allaboutbirds") != description_for(data_root, "Blue Jay", "gpt3_descriptors")
+    with pytest.raises(DataError, match="no description of 'Emu'"):
+        description_for(data_root, "Emu", "allaboutbirds")
+    pool, source = control_descriptions(data_root)
+    assert len(pool) >= 50 and "ss0 train" in source
