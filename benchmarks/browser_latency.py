@@ -11,6 +11,8 @@ Starts ``streamlit run app/main.py`` headless and drives Debian's Chromium with 
 * ``edit_s``: each user renames the first class to a name of its own (a different edit per
   user, so no two sessions can share a synthesis) and presses Enter; the time until that name
   is visible in the predictions beside the editor. All users edit at the same moment.
+  ``edit_websocket_kb_median``: what the server sent that page for one edit (the rerun's
+  deltas up to the moment the new name shows; images go by URL and are fetched only when new).
 
 Medians and all values are written; the server's machine and torch threads are recorded.
 """
@@ -61,6 +63,12 @@ async def open_page(browser, url: str):
     context = await browser.new_context(viewport={"width": 1500, "height": 1100})
     page = await context.new_page()
     page.set_default_timeout(300_000)
+    page.received = 0                                       # bytes the server sent over the websocket
+
+    def count(ws):
+        ws.on("framereceived", lambda payload: setattr(page, "received", page.received + len(payload)))
+
+    page.on("websocket", count)
     t0 = time.perf_counter()
     await page.goto(url)
     await page.get_by_text("Synthesized a 5-way classifier").wait_for()
@@ -68,13 +76,14 @@ async def open_page(browser, url: str):
     return page, time.perf_counter() - t0
 
 
-async def rename(page, new: str) -> float:
+async def rename(page, new: str) -> tuple[float, int]:
     box = page.get_by_label("Class name", exact=True).first
     await box.fill(new)
+    sent = page.received
     t0 = time.perf_counter()
     await box.press("Enter")
     await page.get_by_text(new, exact=True).first.wait_for()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, page.received - sent
 
 
 async def measure(url: str, users: int, repeats: int) -> dict:
@@ -84,14 +93,16 @@ async def measure(url: str, users: int, repeats: int) -> dict:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         opened = await asyncio.gather(*[open_page(browser, url) for _ in range(users)])
         pages = [pg for pg, _ in opened]
-        edits = []
+        results = []
         for r in range(repeats):
-            edits += await asyncio.gather(*[rename(pg, f"Probe bird {users}u {r}r {i}") for i, pg in enumerate(pages)])
+            results += await asyncio.gather(*[rename(pg, f"Probe bird {users}u {r}r {i}") for i, pg in enumerate(pages)])
         await browser.close()
     loads = [t for _, t in opened]
+    edits = [t for t, _ in results]
     return {"users": users, "first_load_s": round(statistics.median(loads), 2), "all_first_load_s": [round(t, 2) for t in loads],
             "edit_s": round(statistics.median(edits), 2), "edit_s_max": round(max(edits), 2),
-            "all_edit_s": [round(t, 2) for t in edits]}
+            "all_edit_s": [round(t, 2) for t in edits],
+            "edit_websocket_kb_median": round(statistics.median(b for _, b in results) / 1024, 1)}
 
 
 def main() -> None:
