@@ -244,7 +244,7 @@ def editor(wb: Workbench) -> None:
     counts = {i: wb.token_count(t) for i, t in texts.items()}
     st.caption(f"{len(ss.classes)} classes. Edit a name or a description (Ctrl+Enter or click outside the box) and "
                "both classifiers are re-synthesized; the predictions beside it show what the edit changed.")
-    compact = len(ss.classes) > 6
+    compact = len(ss.classes) > 6          # many classes: one collapsed row each
     for e in ss.classes:
         i = e["id"]
         for field in ("name", "text"):       # a widget's state is dropped while another view is open
@@ -252,7 +252,7 @@ def editor(wb: Workbench) -> None:
                 ss[f"{field}_{i}"] = e[field]
         n = counts[i]
         box = st.expander(f"{md(ss.get(f'name_{i}', e['name'])) or '(no name)'} · {n} tokens",
-                          expanded=True) if compact else st.container(border=True)
+                          expanded=False) if compact else st.container(border=True)
         with box:
             c1, c2 = st.columns([5, 1], vertical_alignment="bottom")
             c1.text_input("Class name", key=f"name_{i}")
