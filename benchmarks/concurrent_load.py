@@ -49,7 +49,7 @@ def main() -> None:
     solo, solo_ms = [None] * len(sets), [0.0] * len(sets)
     for i in range(len(sets)):
         session(i, solo, solo_ms)
-    wb._cache.clear()                                                   # synthesize again, concurrently
+    wb.clear_caches()                                                   # synthesize and classify again, concurrently
     conc, conc_ms = [None] * len(sets), [0.0] * len(sets)
     barrier = threading.Barrier(len(sets))
 
