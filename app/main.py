@@ -301,7 +301,7 @@ def predictions(wb: Workbench, syn) -> None:
             c.metric(f"{mode}: correct on photos with a known class", f"{right} / {known}",
                      delta=delta if delta else None)
     if before_syn is not None:
-        st.caption(f"Bars: now. Black ticks: before the last edit ({edit_summary(before_syn, syn)}). "
+        st.caption(f"Bars: now. Black ticks: before edit {ss.get('edit_number', 1)} ({edit_summary(before_syn, syn)}). "
                    "▲▼: the change in points. ✓: the class the photo's name gives.")
     else:
         st.caption("Blue: full adaptation (every layer rewritten from the descriptions); orange: fc-only. "
@@ -316,8 +316,8 @@ def predictions(wb: Workbench, syn) -> None:
                                          true=labels[j]))
     if before_syn is not None:
         st.plotly_chart(shift_figure(keys, names, shift,
-                                     title=f"What the last edit changed, per photo and class "
-                                           f"({edit_summary(before_syn, syn, markdown=False)})"),
+                                     title=f"What the last edit changed, per photo and class (edit "
+                                           f"{ss.get('edit_number', 1)}: {edit_summary(before_syn, syn, markdown=False)})"),
                         key="shift", config={"displayModeBar": False})
 
 
@@ -605,9 +605,12 @@ def main() -> None:
         with st.spinner(f"Synthesizing a {len(descriptions)}-way classifier…"):
             syn = wb.synthesize(descriptions)
         if ss.get("current") is None or ss.current.key != syn.key:
+            if ss.get("current") is not None:
+                ss.edit_number = ss.get("edit_number", 0) + 1
             ss.before, ss.current = ss.get("current"), syn
+        reused = " Only names changed: both networks were reused." if syn.ms == 0 and syn.encoded == 0 else ""
         st.success(f"Synthesized a {len(syn.names)}-way classifier (full adaptation of every backbone layer, and "
-                   f"fc-only) in {syn.ms:.0f} ms; {syn.encoded} description(s) re-encoded.")
+                   f"fc-only) in {syn.ms:.0f} ms; {syn.encoded} description(s) re-encoded.{reused}")
         if syn.truncated:
             st.warning("Truncated to the token limit: " + ", ".join(md(t) for t in syn.truncated))
     except (SynthesisError, DataError) as e:

@@ -26,6 +26,7 @@ turn bytes from a browser into images and class sets, or raise an error a person
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -70,7 +71,10 @@ class Synthesis:
     ``full`` adapts every backbone tensor and writes the K-way layer; ``fc_only`` writes only
     the K-way layer (from the fc-only checkpoint). ``ms`` is the wall time of this synthesis,
     ``encoded`` how many descriptions went through the text encoder for it (0 when all were
-    cached), ``truncated`` the classes whose description exceeded the token limit."""
+    cached), ``truncated`` the classes whose description exceeded the token limit.
+    ``network_key`` identifies the networks alone: the meta-model reads the descriptions, never
+    the names, so two class sets with the same descriptions in the same order share both
+    classifiers' weights and every probability (a rename costs no synthesis, no backbone pass)."""
 
     key: str
     names: list[str]
@@ -80,6 +84,7 @@ class Synthesis:
     ms: float
     encoded: int
     truncated: list[str] = field(default_factory=list)
+    network_key: str = ""
 
     def classifier(self, mode: str) -> SynthesizedClassifier:
         if mode not in MODES:
@@ -181,6 +186,17 @@ class DescriptionComparison:
 def _content_key(descriptions: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(list(descriptions.items()), ensure_ascii=False).encode("utf-8",
                                                                                           "surrogatepass")).hexdigest()
+
+
+def _network_key(descriptions: dict[str, str]) -> str:
+    return _content_key({str(i): t for i, t in enumerate(descriptions.values())})
+
+
+def _renamed(clf: SynthesizedClassifier, names: list[str]) -> SynthesizedClassifier:
+    """The same classifier (shared weights, never modified) under other class names."""
+    out = copy.copy(clf)
+    out.class_names, out.info = list(names), dict(clf.info)
+    return out
 
 
 def image_digest(image: Image.Image) -> str:
@@ -293,6 +309,7 @@ class Workbench:
         self.checkpoints = checkpoints
         self.fc_only = fc_only
         self._cache = _Memo(cache_size)            # content key → Synthesis
+        self._networks = _Memo(cache_size)         # network key → the Synthesis that computed those networks
         self._prepared = _Memo(256)                # image digest → normalised [3, S, S]
         self._plain = _Memo(1024)                  # image digest → plain-backbone features [F]
         self._probs = _Memo(4096)                  # (synthesis key, image digest) → {mode: [K]}
@@ -313,7 +330,7 @@ class Workbench:
 
     def clear_caches(self) -> None:
         """Forget every cached synthesis, prepared photo, feature and probability."""
-        for memo in (self._cache, self._prepared, self._plain, self._probs, self._batches):
+        for memo in (self._cache, self._networks, self._prepared, self._plain, self._probs, self._batches):
             memo.clear()
 
     # ------------------------------------------------------------------ facts
@@ -344,9 +361,15 @@ class Workbench:
         """Both classifiers for ``{class: description}``; the same content returns the cached
         pair. Raises :class:`~n3core.meta.SynthesisError` for a bad class set."""
         descriptions = check_descriptions(descriptions)
-        key = _content_key(descriptions)
+        key, network = _content_key(descriptions), _network_key(descriptions)
 
         def compute() -> Synthesis:
+            same = self._networks.peek(network)
+            if same is not None:                  # only names changed: the same networks, renamed
+                names = list(descriptions)
+                return Synthesis(key, names, dict(descriptions), _renamed(same.full, names),
+                                 _renamed(same.fc_only, names), 0.0, 0,
+                                 [names[same.names.index(t)] for t in same.truncated], network)
             te = self.full.text_encoder
             with self._compute:
                 before = te.encoder_calls
@@ -355,8 +378,10 @@ class Workbench:
                 fc = self.fc_only.synthesize(descriptions, mode="fc-only", share_backbone=True)
                 ms = (time.perf_counter() - t0) * 1000
                 encoded = max(0, te.encoder_calls - before)
-            return Synthesis(key, list(descriptions), dict(descriptions), full, fc, round(ms, 1), encoded,
-                             list(full.info.get("truncated", [])))
+            syn = Synthesis(key, list(descriptions), dict(descriptions), full, fc, round(ms, 1), encoded,
+                            list(full.info.get("truncated", [])), network)
+            self._networks.put(network, syn)
+            return syn
 
         return self._cache.get(key, compute)
 
@@ -391,7 +416,7 @@ class Workbench:
         digests = [image_digest(im) for im in images]
 
         def compute() -> dict[str, torch.Tensor]:
-            found = {d: self._probs.peek((syn.key, d)) for d in digests}
+            found = {d: self._probs.peek((syn.network_key, d)) for d in digests}
             todo = list(dict.fromkeys(d for d in digests if found[d] is None))
             if todo:
                 ims = [images[digests.index(d)] for d in todo]
@@ -401,10 +426,10 @@ class Workbench:
                 fc = syn.fc_only.head(self._plain_features(ims, todo).to(syn.fc_only.device)).softmax(-1).cpu()
                 for j, d in enumerate(todo):
                     found[d] = {"full": full[j], "fc-only": fc[j]}
-                    self._probs.put((syn.key, d), found[d])
+                    self._probs.put((syn.network_key, d), found[d])
             return {m: torch.stack([found[d][m] for d in digests]) for m in ("full", "fc-only")}
 
-        return self._batches.get((syn.key, tuple(digests)), compute)
+        return self._batches.get((syn.network_key, tuple(digests)), compute)
 
     def _scored(self, syn: Synthesis, images: Sequence[Image.Image], labels: Sequence[int]) -> tuple:
         """Both classifiers' probabilities on labelled images, per-class accuracy, means, confusions."""

@@ -252,3 +252,24 @@ def test_description_b_from_another_description_set(data_root):
         description_for(data_root, "Emu", "allaboutbirds")
     pool, source = control_descriptions(data_root)
     assert len(pool) >= 50 and "ss0 train" in source
+
+
+def test_a_rename_reuses_both_networks_and_every_probability(wb, photos):
+    desc = demo_descriptions()
+    wb.clear_caches()
+    a = wb.synthesize(desc)
+    pa = wb.classify(a, photos)
+    plain = len(wb._plain)
+    first = next(iter(desc))
+    renamed = {("A bird I call Redwing" if n == first else n): t for n, t in desc.items()}
+    b = wb.synthesize(renamed)
+    assert b.key != a.key and b.network_key == a.network_key
+    assert b.ms == 0 and b.encoded == 0
+    assert b.names[0] == "A bird I call Redwing" and b.full.class_names == b.names
+    assert a.full.class_names == list(desc), "the original classifier keeps its names"
+    assert b.full.backbone is a.full.backbone, "the same adapted network, not a copy"
+    pb = wb.classify(b, photos)
+    assert pb is pa and len(wb._plain) == plain, "no classification rerun for a rename"
+    swapped = dict(reversed(list(desc.items())))
+    c = wb.synthesize(swapped)
+    assert c.network_key != a.network_key, "another order is another set of K-way rows: synthesized anew"
