@@ -328,11 +328,14 @@ class N3MetaModel(nn.Module):
         ids = {id(p) for p in self.label_parameters()}
         return [p for p in self.parameters() if id(p) not in ids]
 
-    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> Adaptation:
-        """``states`` ``[K, L, D_text]``, ``mask`` ``[K, L]`` → :class:`Adaptation`."""
+    def forward(self, states: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None) -> Adaptation:
+        """``states`` ``[K, L, D_text]``, ``mask`` ``[K, L]`` → :class:`Adaptation`. ``labels``
+        ``[K, d]``: the Tokens2Label outputs when the caller already has them (each class's label
+        depends on its own tokens only, so a synthesizer keeps them per description)."""
         if states.dim() != 3 or states.shape[0] < 2:
             raise SynthesisError(f"need token states [K, L, D] with K >= 2 classes, got {tuple(states.shape)}")
-        labels = self.tokens2label(states, mask)
+        if labels is None:
+            labels = self.tokens2label(states, mask)
         h = self.labels2adaptation(labels)
         sentence = mean_embedding(states, mask.bool()) if self.classifier.skip is not None else None
         w, b, scale = self.classifier(h, sentence)

@@ -167,6 +167,8 @@ class Synthesizer:
         self.model = model.eval()
         self.text_encoder = text_encoder
         self.info = info or {}
+        self._labels: dict[str, torch.Tensor] = {}     # description → its Tokens2Label output [d]
+        self._labels_key: tuple = ()
 
     @property
     def config(self) -> N3Config:
@@ -224,11 +226,32 @@ class Synthesizer:
 
     def adaptation(self, descriptions: dict[str, str], encoded: EncodedTexts | None = None,
                    states: torch.Tensor | None = None) -> Adaptation:
-        """The meta-model's output for these classes (with autograd when ``states`` requires grad)."""
+        """The meta-model's output for these classes (with autograd when ``states`` requires grad).
+        Without autograd, each description's label embedding is kept, so an edit runs
+        Tokens2Label on the edited description alone."""
         enc = encoded or self.encode(descriptions)
         dev = self.device
         st = states if states is not None else enc.states
-        return self.model.meta(st.to(dev), enc.mask.to(dev))
+        st, mask = st.to(dev), enc.mask.to(dev)
+        labels = self._label_embeddings(enc, st, mask) if states is None and not torch.is_grad_enabled() else None
+        return self.model.meta(st, mask, labels=labels)
+
+    def _label_embeddings(self, enc: EncodedTexts, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[K, d]`` Tokens2Label outputs, computed only for descriptions not seen since the
+        text path's parameters last changed (storage or in-place version)."""
+        t2l = self.model.meta.tokens2label
+        key = tuple((p.data_ptr(), p._version) for p in t2l.parameters()) + (t2l.training,)
+        if key != self._labels_key:
+            self._labels, self._labels_key = {}, key
+        cache = self._labels
+        todo = [k for k, t in enumerate(enc.texts) if t not in cache]
+        if todo:
+            rows = torch.tensor(todo, device=states.device)
+            for k, v in zip(todo, t2l(states[rows], mask[rows])):
+                cache[enc.texts[k]] = v
+            while len(cache) > 4096:
+                cache.pop(next(iter(cache)))
+        return torch.stack([cache[t] for t in enc.texts])
 
     @torch.no_grad()
     def synthesize(self, descriptions: dict[str, str], *, mode: str | None = None,

@@ -231,3 +231,29 @@ def test_inference_shortcut_of_the_decoders_is_exact_and_follows_the_weights(tin
         dec._frozen = None
         model.meta(states, mask)
     assert dec._frozen is None, "training mode never takes the shortcut"
+
+
+def test_synthesizer_keeps_label_embeddings_per_description(tiny_backbone, text_encoder):
+    """Without autograd a synthesizer runs Tokens2Label only on descriptions it has not seen;
+    the result equals the whole batch's, and a changed text path is never served stale."""
+    from n3core.synthesize import Synthesizer
+
+    torch.manual_seed(0)
+    synth = Synthesizer(N3Model(tiny_config(text_dim=384, d_model=32, n_heads=2), tiny_backbone), text_encoder)
+    desc = {"a": "A red bird with a crest.", "b": "A small blue bird.", "c": "A black bird with a yellow eye."}
+    calls = []
+    t2l = synth.model.meta.tokens2label
+    t2l.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.no_grad():
+        first = synth.adaptation(desc)
+        edited = synth.adaptation({**desc, "b": "A small blue bird with a white belly."})
+    assert calls == [3, 1], "the edit re-ran Tokens2Label for the edited description only"
+    with torch.enable_grad():
+        ref = synth.adaptation({**desc, "b": "A small blue bird with a white belly."})
+    scale = float(ref.fc_weight.detach().abs().max())
+    assert float((edited.fc_weight - ref.fc_weight.detach()).abs().max()) <= 1e-5 * scale
+    with torch.no_grad():
+        t2l.proj[1].weight.mul_(1.5)                    # the text path changed: nothing kept is reused
+        again = synth.adaptation(desc)
+    assert calls[-1] == 3
+    assert not torch.allclose(again.fc_weight, first.fc_weight)
