@@ -315,6 +315,7 @@ class Workbench:
         self._probs = _Memo(4096)                  # (synthesis key, image digest) → {mode: [K]}
         self._batches = _Memo(64)                  # (synthesis key, digests) → {mode: [B, K]}
         self._compute = threading.Lock()           # one model call at a time (see the module doc)
+        self._plain_lock = threading.Lock()        # plain-backbone features of new photos: one pass for all
 
     @classmethod
     def load(cls, checkpoint: str | Path = DEFAULT_CHECKPOINT, fc_only_checkpoint: str | Path | None = None,
@@ -394,15 +395,18 @@ class Workbench:
     def _plain_features(self, images: Sequence[Image.Image], digests: Sequence[str]) -> torch.Tensor:
         """Pooled features ``[B, F]`` of the unadapted backbone (what every fc-only classifier sees)."""
         found = {d: self._plain.peek(d) for d in digests}
-        missing = [i for i, d in enumerate(digests) if found[d] is None]
-        if missing:
-            x = self._prepare([images[i] for i in missing], [digests[i] for i in missing])
-            module = self.fc_only.model.backbone_module
-            with torch.no_grad(), self._compute:
-                feats = torch.cat([module(x[s:s + 64].to(self.device)).cpu() for s in range(0, len(x), 64)])
-            for i, f in zip(missing, feats):
-                found[digests[i]] = f
-                self._plain.put(digests[i], f)
+        if any(f is None for f in found.values()):
+            with self._plain_lock:              # sessions asking for the same new photos wait for one pass
+                found = {d: self._plain.peek(d) for d in digests}
+                missing = [i for i, d in enumerate(digests) if found[d] is None]
+                if missing:
+                    x = self._prepare([images[i] for i in missing], [digests[i] for i in missing])
+                    module = self.fc_only.model.backbone_module
+                    with torch.no_grad(), self._compute:
+                        feats = torch.cat([module(x[s:s + 64].to(self.device)).cpu() for s in range(0, len(x), 64)])
+                    for i, f in zip(missing, feats):
+                        found[digests[i]] = f
+                        self._plain.put(digests[i], f)
         return torch.stack([found[d] for d in digests])
 
     @torch.no_grad()
