@@ -136,7 +136,9 @@ def main() -> None:
             ps_rows.append(f"| {what} | {kind} | {r['classes']} | {r['images']} | {pct(r['per_class_top1']['median'])} | "
                            f"{pct(r['per_class_top5']['median'])} |")
     ps_table = ("\n## The ps split\n\nWritten by `experiments/ps_runs.sh` (reports in `experiments/results/`). ps has no "
-                "ImageNet-1k species among its val and test classes.\n\n| model | kind | classes | images | top-1 | top-5 |\n"
+                "ImageNet-1k species among its val and test classes. The shipped models' rows go through the one "
+                "preprocessing pipeline; the rows trained on ps were evaluated on the old path (their models are not "
+                "kept).\n\n| model | kind | classes | images | top-1 | top-5 |\n"
                 "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(ps_rows) + "\n") if ps_rows else ""
     card = (
         "# Model card: shipped N3 meta-models\n\n"
