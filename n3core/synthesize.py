@@ -161,7 +161,8 @@ class SynthesizedClassifier(nn.Module):
 
 class Synthesizer:
     """A loaded N3 model (backbone, text encoder, meta-model) that turns descriptions into
-    classifiers. Thread-safe for concurrent ``synthesize`` calls: nothing shared is mutated."""
+    classifiers. Thread-safe for concurrent ``synthesize`` calls: the models are never mutated;
+    the only shared state is content-keyed caches (text states, label embeddings)."""
 
     def __init__(self, model: N3Model, text_encoder: TextEncoder, info: dict | None = None):
         self.model = model.eval()
@@ -244,14 +245,15 @@ class Synthesizer:
         if key != self._labels_key:
             self._labels, self._labels_key = {}, key
         cache = self._labels
-        todo = [k for k, t in enumerate(enc.texts) if t not in cache]
+        found = {t: cache.get(t) for t in enc.texts}
+        todo = [k for k, t in enumerate(enc.texts) if found[t] is None]
         if todo:
             rows = torch.tensor(todo, device=states.device)
             for k, v in zip(todo, t2l(states[rows], mask[rows])):
-                cache[enc.texts[k]] = v
+                found[enc.texts[k]] = cache[enc.texts[k]] = v
             while len(cache) > 4096:
-                cache.pop(next(iter(cache)))
-        return torch.stack([cache[t] for t in enc.texts])
+                cache.pop(next(iter(cache)), None)
+        return torch.stack([found[t] for t in enc.texts])
 
     @torch.no_grad()
     def synthesize(self, descriptions: dict[str, str], *, mode: str | None = None,
