@@ -360,12 +360,15 @@ def network_view(wb: Workbench, syn) -> None:
     if not chosen:
         st.info("Add photos to run the language control.")
         return
-    pool, source = control_descriptions(data_root())
     keys = [k for k, _ in chosen]
+
+    def run_control():                       # the pool is read only when the control is computed
+        pool, source = control_descriptions(data_root())
+        return wb.language_control(syn, [im for _, im in chosen], pool, source=source)
+
     try:
         with st.spinner("Writing ΔΘ from other classes' descriptions (3 draws) and classifying…"):
-            control = memo(("control", syn.key, tuple(keys)),
-                           lambda: wb.language_control(syn, [im for _, im in chosen], pool, source=source))
+            control = memo(("control", syn.key, tuple(keys)), run_control)
     except (SynthesisError, DataError) as e:
         st.error(str(e))
         return
@@ -373,7 +376,7 @@ def network_view(wb: Workbench, syn) -> None:
     s = control.summary(labels)
     st.caption(f"The full classifier keeps the classification layer written from your descriptions; only the "
                f"network's adaptation ΔΘ changes: written from your descriptions, from {len(control.drawn[0])} "
-               f"other classes' descriptions ({md(source)}; {s['draws']} draws, fixed seeds), or none. "
+               f"other classes' descriptions ({md(control.source)}; {s['draws']} draws, fixed seeds), or none. "
                "Shuffling your own descriptions among your classes would not do: ΔΘ is written from the class "
                "set as a whole, whatever the order.")
     c = st.columns(4)

@@ -230,32 +230,30 @@ def saliency_overlays(classifiers: dict, image, target: int | None = None, metho
     """Saliency of several classifiers (e.g. ``{"full": clf, "fc-only": clf2}``) for one image
     and one class (default: the first classifier's prediction), on one shared colour scale.
     Returns ``{name: PIL overlay}``."""
-    first = next(iter(classifiers.values()))
-    if target is None:
-        with torch.no_grad():
-            target = int(first(_as_batch(first, image).to(first.device)).argmax())
-    maps = {name: saliency(clf, image, target, method=method) for name, clf in classifiers.items()}
-    rgb = model_rgb(first, image)
-    return {name: heatmap_overlay(rgb, m) for name, m in zip(maps, shared_scale(*maps.values()))}
+    maps = saliency_maps(classifiers, image, target, method)
+    return {name: heatmap_overlay(maps["image"], maps[name]) for name in classifiers}
 
 
 def saliency_maps(classifiers: dict, image, target: int | None = None, method: str = "saliency",
                   smooth: float = 0.0) -> dict:
-    """Saliency of two classifiers (``{"full": clf, "fc-only": clf2}``) for one image and one
-    class (default: the first one's prediction), and their difference, all in one unit: each
-    map divided by the 99th percentile of both, so [0, 1] for the maps and [−1, 1] for
-    ``"difference"`` (first − second). Returns those three ``[S, S]`` maps, ``"image"``
-    (RGB ``[3, S, S]`` in [0, 1], the photo as the model sees it), ``"target"`` and
+    """Saliency of several classifiers (``{"full": clf, "fc-only": clf2}``) for one image and
+    one class (default: the first one's prediction), all in one unit: each map divided by the
+    99th percentile of all of them, so in [0, 1]. Returns those ``[S, S]`` maps by name,
+    ``"image"`` (RGB ``[3, S, S]`` in [0, 1], the photo as the model sees it) and ``"target"``;
+    for two classifiers also ``"difference"`` (first − second, in [−1, 1]) and
     ``"difference_peak"`` (the largest |difference|)."""
-    (n1, c1), (n2, c2) = list(classifiers.items())[:2]
+    names = list(classifiers)
+    first = classifiers[names[0]]
     if target is None:
         with torch.no_grad():
-            target = int(c1(_as_batch(c1, image).to(c1.device)).argmax())
-    m1, m2 = shared_scale(saliency(c1, image, target, method=method, smooth=smooth),
-                          saliency(c2, image, target, method=method, smooth=smooth))
-    diff = m1 - m2
-    return {n1: m1, n2: m2, "difference": diff, "image": model_rgb(c1, image), "target": target,
-            "difference_peak": float(diff.abs().max())}
+            target = int(first(_as_batch(first, image).to(first.device)).argmax())
+    scaled = shared_scale(*(saliency(c, image, target, method=method, smooth=smooth) for c in classifiers.values()))
+    out = dict(zip(names, scaled))
+    if len(names) == 2:
+        diff = scaled[0] - scaled[1]
+        out.update(difference=diff, difference_peak=float(diff.abs().max()))
+    out.update(image=model_rgb(first, image), target=target)
+    return out
 
 
 @torch.no_grad()

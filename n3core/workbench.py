@@ -259,16 +259,9 @@ def probability_shift(before: dict[str, torch.Tensor], before_names: Sequence[st
     after list first, then classes the edit removed): a class absent on one side counts as
     probability 0 there, so a rename shows as one class falling and another rising."""
     names = list(after_names) + [n for n in before_names if n not in after_names]
-    out = {}
-    for mode in after:
-        B = after[mode].shape[0]
-        a = torch.zeros(B, len(names))
-        b = torch.zeros(B, len(names))
-        a[:, :len(after_names)] = after[mode]
-        for j, n in enumerate(before_names):
-            b[:, names.index(n)] = before[mode][:, j]
-        out[mode] = a - b
-    return names, out
+    a = aligned_probabilities(after, after_names, names)
+    b = aligned_probabilities(before, before_names, names)
+    return names, {mode: a[mode].nan_to_num(0.0) - b[mode].nan_to_num(0.0) for mode in after}
 
 
 def aligned_probabilities(probs: dict[str, torch.Tensor], names_from: Sequence[str], names_to: Sequence[str]
@@ -414,10 +407,13 @@ class Workbench:
         """Probabilities ``[B, K]`` of both classifiers for PIL images. Photos already seen with
         this synthesis come from the cache; the fc-only classifier reuses plain-backbone
         features, so after an edit only the full classifier runs its backbone."""
+        return self._classify(syn, images, [image_digest(im) for im in images])
+
+    def _classify(self, syn: Synthesis, images: Sequence[Image.Image], digests: list[str]) -> dict[str, torch.Tensor]:
+        """:meth:`classify` for photos whose digests the caller already has."""
         K = len(syn.names)
         if not images:
             return {"full": torch.zeros(0, K), "fc-only": torch.zeros(0, K)}
-        digests = [image_digest(im) for im in images]
 
         def compute() -> dict[str, torch.Tensor]:
             found = {d: self._probs.peek((syn.network_key, d)) for d in digests}
@@ -480,8 +476,9 @@ class Workbench:
                                  f"the pool has {len(others)} outside this class set")
         if not images:
             raise DataError("the language control needs at least one photo")
-        own = self.classify(syn, images)["full"]
-        x = self._prepare(images, [image_digest(im) for im in images])
+        digests = [image_digest(im) for im in images]
+        own = self._classify(syn, images, digests)["full"]
+        x = self._prepare(images, digests)
         k = min(len(syn.names), len(others))
         drawn, swapped = [], []
         with self._compute:                    # one model call at a time, so other sessions interleave
