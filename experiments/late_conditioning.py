@@ -16,6 +16,11 @@ training starts at fc-only:
                 pooling: the description says *where* to look; uniform, i.e. GAP, at init)
 * ``attend-mix`` f_k(x) = ½ (GAP(m) + attend_k(x)), its query MLP 4× narrower: the same idea with
                 less room to overfit the training classes' texts
+* ``csra``      logit_k = s·(cos(GAP(m), w_k) + λ Σ_p softmax_p(T·c_kp) c_kp) + b_k, c_kp = cos(m_p, w_k):
+                class-specific residual attention (Zhu & Wu, ICCV 2021) with the text-written row as
+                the query, so the description decides where each class looks, with two new scalars
+                (λ from 0, T from 10) and nothing new to overfit; the control writes the attention
+                queries (not the scored rows) from other classes' texts
 
 Training: episodes of K = 25 classes and 64 photos from the training classes, each class
 reading its main description half the time and otherwise a sentence-dropped copy or its text
@@ -29,6 +34,8 @@ while the classifier rows stay the true ones (``language_gain`` = top-1 − that
         --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev.json
     .venv/bin/python experiments/late_conditioning.py --threads 1 --hard --candidates fc-only attend \\
         --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-hard.json
+    .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates fc-only csra \\
+        --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-csra.json
 
 (the dev split is the default ``--split``; ``film`` is slow on a CPU: one 1,500-step seed had not
 finished after 15 minutes on one thread)
@@ -63,7 +70,7 @@ from n3core.textbank import text_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_SETS = ("wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors")
-CANDIDATES = ("fc-only", "film", "attend", "attend-mix")
+CANDIDATES = ("fc-only", "film", "attend", "attend-mix", "csra")
 
 
 # ----------------------------------------------------------------------------- cached maps
@@ -122,6 +129,9 @@ class Probe(nn.Module):
         self.cond = (_mlp(text_dim, 2 * channels, zero=True) if kind == "film" else
                      _mlp(text_dim, channels, zero=True) if kind == "attend" else
                      _mlp(text_dim, channels, hidden=256, zero=True) if kind == "attend-mix" else None)
+        if kind == "csra":                                # no random draws: rows start as fc-only's
+            self.lam = nn.Parameter(torch.tensor(0.0))
+            self.log_temp = nn.Parameter(torch.tensor(math.log(10.0)))
 
     def features(self, z: torch.Tensor, cond_text: torch.Tensor | None) -> torch.Tensor:
         """``z`` ``[B, C, h, w]`` → pooled features ``[B, C]`` (fc-only / no conditioning) or
@@ -138,13 +148,31 @@ class Probe(nn.Module):
         pooled = torch.einsum("bkp,bcp->bkc", att.softmax(-1), m)
         return pooled if self.kind == "attend" else 0.5 * (pooled + m.mean(-1)[:, None])
 
+    def _csra(self, z: torch.Tensor, w: torch.Tensor, rows_text: torch.Tensor, cond_text: torch.Tensor | None):
+        """Cosine logits ``[B, K]``: of the pooled map, plus λ × each class's attention-pooled
+        per-position cosine; the attention's queries are the rows written from ``cond_text``."""
+        m = F.relu6(z.float()).flatten(2)                                 # [B, C, P]
+        base = F.normalize(m.mean(-1), dim=-1) @ w.T
+        if cond_text is None:
+            return base
+        mp = F.normalize(m, dim=1)
+        c = torch.einsum("kc,bcp->bkp", w, mp)
+        if cond_text is rows_text:
+            q = c
+        else:
+            q = torch.einsum("kc,bcp->bkp", F.normalize(self.rows(cond_text)[:, :-1], dim=-1), mp)
+        att = (self.log_temp.exp() * q).softmax(-1)
+        return base + self.lam * (att * c).sum(-1)
+
     def forward(self, z: torch.Tensor, rows_text: torch.Tensor, cond_text: torch.Tensor | None = "same") -> torch.Tensor:
         if isinstance(cond_text, str):
             cond_text = rows_text
         wb = self.rows(rows_text)
         w, b = F.normalize(wb[:, :-1], dim=-1), wb[:, -1]
-        f = F.normalize(self.features(z, cond_text), dim=-1)
         s = self.log_scale.exp()
+        if self.kind == "csra":
+            return s * self._csra(z, w, rows_text, cond_text) + b
+        f = F.normalize(self.features(z, cond_text), dim=-1)
         if f.dim() == 2:
             return s * f @ w.T + b
         return s * (f * w[None]).sum(-1) + b
@@ -298,6 +326,8 @@ def main() -> None:
             model = train_probe(kind, tr_maps, tr_y, train_classes, bank, seed=seed, steps=args.steps, hard=args.hard)
             r = score(model, ev_maps, ev_y, eval_classes, bank, train_classes, seed=seed)
             r["seed"], r["train_s"] = seed, round(time.time() - t, 1)
+            if kind == "csra":
+                r["lambda"], r["temperature"] = model.lam.item(), model.log_temp.exp().item()
             runs.append(r)
             print(f"{kind:8s} seed {seed}: paper {100 * r['paper']['top1']:.1f} (gain {100 * r['paper']['language_gain']:+.1f}, "
                   f"no cond {100 * r['paper']['no_adaptation']:.1f})  hard5 {100 * r['hard5']['top1']:.1f} "
