@@ -133,7 +133,7 @@ def train_steps(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: i
         opt.step()
 
     bb = create_backbone(model.cfg.backbone).module
-    bb.train()
+    bb.train().requires_grad_(True)          # create_backbone freezes every weight (N3 never trains Θ)
     head = torch.nn.Linear(model.cfg.feature_dim, k)
     opt2 = torch.optim.AdamW(list(bb.parameters()) + list(head.parameters()), lr=1e-4)
 
@@ -142,6 +142,11 @@ def train_steps(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: i
         opt2.zero_grad()
         loss.backward()
         opt2.step()
+
+    plain()
+    frozen = [n for n, p in bb.named_parameters() if p.grad is None]
+    if frozen:      # the baseline must be what its name says: until 2026-11-28 it trained the head alone
+        raise RuntimeError(f"plain fine-tuning left {len(frozen)} backbone tensors without a gradient: {frozen[:3]}")
 
     out = {}
     for name, fn in (("n3_full", n3_full), ("n3_fc_only", n3_fc_only), ("plain_finetune", plain)):

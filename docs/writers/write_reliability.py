@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
+from _emit import emit   # this folder is on sys.path when a writer runs as a script
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -46,8 +48,7 @@ def main() -> None:
             f"{len(CASES) - failed} of {len(CASES)} cases behave as required.", "",
             "| area | input | required | | what it gets |", "| --- | --- | --- | --- | --- |", *rows, ""]
     out = ROOT / "docs" / "RELIABILITY.md"
-    out.write_text("\n".join(text), encoding="utf-8")
-    print(f"wrote {out}")
+    emit(out, "\n".join(text))
     sys.exit(1 if failed else 0)
 
 
