@@ -157,6 +157,7 @@ def train_steps(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: i
     model.eval()
     return {"step_ms": out, "batch": batch, "k": k, "image_size": size,
             "train_step_ratio_full_vs_plain": round(out["n3_full"] / out["plain_finetune"], 3),
+            "plain_trains_backbone": True,
             "note": "n3_full trains the meta-model (backbone frozen, gradients flow through it into ΔΘ); "
                     "plain_finetune updates every backbone weight"}
 
