@@ -2,7 +2,8 @@
 
 ``python docs/writers/write_X.py --check`` exits 1 when the committed document is not what
 the writer makes from the committed reports: it was edited by hand, or a report changed and
-the document was not regenerated. The test suite runs every writer that way.
+the document was not regenerated. tests/test_docs.py runs the RESULTS and MODEL_CARD
+writers that way (RELIABILITY records the Python version and platform it ran on).
 """
 from __future__ import annotations
 
