@@ -14,8 +14,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import threading
 import time
 import unicodedata
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -168,8 +170,9 @@ class Synthesizer:
         self.model = model.eval()
         self.text_encoder = text_encoder
         self.info = info or {}
-        self._labels: dict[str, torch.Tensor] = {}     # description → its Tokens2Label output [d]
+        self._labels: OrderedDict[str, torch.Tensor] = OrderedDict()   # description → Tokens2Label output [d]
         self._labels_key: tuple = ()
+        self._labels_lock = threading.Lock()          # the cache's reads and writes (not the model call)
 
     @property
     def config(self) -> N3Config:
@@ -242,17 +245,20 @@ class Synthesizer:
         text path's parameters last changed (storage or in-place version)."""
         t2l = self.model.meta.tokens2label
         key = tuple((p.data_ptr(), p._version) for p in t2l.parameters()) + (t2l.training,)
-        if key != self._labels_key:
-            self._labels, self._labels_key = {}, key
-        cache = self._labels
-        found = {t: cache.get(t) for t in enc.texts}
+        with self._labels_lock:
+            if key != self._labels_key:
+                self._labels, self._labels_key = OrderedDict(), key
+            cache = self._labels
+            found = {t: cache.get(t) for t in enc.texts}
         todo = [k for k, t in enumerate(enc.texts) if found[t] is None]
         if todo:
             rows = torch.tensor(todo, device=states.device)
-            for k, v in zip(todo, t2l(states[rows], mask[rows])):
-                found[enc.texts[k]] = cache[enc.texts[k]] = v
-            while len(cache) > 4096:
-                cache.pop(next(iter(cache)), None)
+            computed = t2l(states[rows], mask[rows])
+            with self._labels_lock:               # as TextEncoder's cache: oldest first out, under a lock
+                for k, v in zip(todo, computed):
+                    found[enc.texts[k]] = cache[enc.texts[k]] = v
+                while len(cache) > 4096:
+                    cache.popitem(last=False)
         return torch.stack([found[t] for t in enc.texts])
 
     @torch.no_grad()
