@@ -8,10 +8,12 @@ number in the card comes from those files.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
 from _emit import emit   # this folder is on sys.path when a writer runs as a script
+from write_results import OLD_PATH   # the one list of reports still on the old preprocessing path
 
 ROOT = Path(__file__).resolve().parents[2]
 CK = ROOT / "checkpoints"
@@ -28,7 +30,6 @@ PIPELINE_NOTE = (
     "every step, now crops at scale 0.4–1 (the one pipeline's; the first runs and the shipped ss0 model used "
     "0.35–1), so its curve and chosen step differ. ps was retrained the same way (the shipped recipe on ps's "
     "train classes, below).")
-OLD_PATH_PS = ("ps-v2-full-on-ps-test", "ps-v2-fconly-on-ps-test", "ps-full-on-ps-test", "ps-fconly-on-ps-test")
 
 
 def pct(x):
@@ -137,7 +138,7 @@ def main() -> None:
         p = ROOT / "experiments" / "results" / f"{key}.json"
         if p.exists():
             r = json.loads(p.read_text())
-            dag = "†" if key in OLD_PATH_PS else ""
+            dag = "†" if any(fnmatch.fnmatch(f"{key}.json", pat) for pat in OLD_PATH) else ""
             gain = ("—" if "language_gain" not in r else "0 (fc-only)" if r.get("mode") != "full"
                     else f"{100 * r['language_gain']:+.1f} points")
             ps_rows.append(f"| {what} | {kind} | {r['classes']} | {r['images']} | {pct(r['per_class_top1']['median'])}{dag} | "
