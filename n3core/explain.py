@@ -259,7 +259,8 @@ def saliency_maps(classifiers: dict, image, target: int | None = None, method: s
 @torch.no_grad()
 def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str],
                      before: dict[str, str] | None = None) -> list[dict]:
-    """Per adapted tensor, in network order: ``{"name", "kind", "delta_norm" = ‖μ·ΔΘ‖₂,
+    """Per adapted tensor, in network order: ``{"name", "kind", "delta_norm" = ‖μ·ΔΘ‖₂ (with
+    ``keep_scale``: ‖Θ' − Θ‖₂, see :meth:`Adaptation.changes`),
     "theta_norm" = ‖Θ‖₂, "ratio"}``; with ``before`` (the descriptions before an edit), also
     ``"edit_norm"`` = ‖μ·(ΔΘ − ΔΘ_before)‖₂: how far the edit moved each tensor. ΔΘ depends
     on the whole class set, so editing one description can move every layer. Empty for an
@@ -268,15 +269,17 @@ def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str],
     b = synth.adaptation(before) if before is not None else None
     theta = synth.model.theta()
     kinds = {t.name: t.kind for t in synth.backbone.tensors}
+    ca = a.changes(theta)
+    cb = b.changes(theta) if b is not None else None
     rows = []
     for t in synth.backbone.tensors:
-        if t.name not in a.delta:
+        if t.name not in ca:
             continue
-        dn = float((a.mu * a.delta[t.name]).norm())
+        dn = float(ca[t.name].norm())
         tn = float(theta[t.name].norm())
         row = {"name": t.name, "kind": kinds[t.name], "delta_norm": dn, "theta_norm": tn,
                "ratio": dn / tn if tn else float("inf")}
-        if b is not None:
-            row["edit_norm"] = float((a.mu * a.delta[t.name] - b.mu * b.delta[t.name]).norm())
+        if cb is not None:
+            row["edit_norm"] = float((ca[t.name] - cb[t.name]).norm())
         rows.append(row)
     return rows

@@ -69,6 +69,8 @@ class N3Config:
     center_features: bool = False       # subtract a learned centre from image features before the cosine
     mu_init: float = 1e-3
     gamma: float = 1.0
+    keep_scale: bool = False            # rescale each adapted output channel (1-D tensors: the tensor)
+                                        # to its norm in Θ, so BatchNorm's frozen statistics still fit Θ'
     cosine_classifier: bool = True
     logit_scale_init: float = 10.0
     image_size: int = 160
@@ -117,10 +119,29 @@ class Adaptation:
     logit_scale: torch.Tensor
     cosine: bool = True
     feature_center: torch.Tensor | None = None
+    keep_scale: bool = False
 
     def adapted_params(self, theta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``Θ' = γ·Θ + μ·ΔΘ`` for the adapted tensors (others are left out: they stay Θ)."""
-        return {n: self.gamma * theta[n] + self.mu * d for n, d in self.delta.items()}
+        """``Θ' = γ·Θ + μ·ΔΘ`` for the adapted tensors (others are left out: they stay Θ).
+
+        With ``keep_scale`` each output channel of Θ' (row 0 of a weight; a 1-D tensor as a
+        whole) is then rescaled to its norm in Θ: ΔΘ turns channels instead of growing or
+        shrinking them, so the BatchNorm statistics, frozen at their pretrained values, still
+        describe Θ', and γ only sets ΔΘ's weight against Θ (γ, μ acts as 1, μ/γ)."""
+        out = {}
+        for n, d in self.delta.items():
+            new = self.gamma * theta[n] + self.mu * d
+            if self.keep_scale:
+                new = new * (_channel_norms(theta[n]) / _channel_norms(new).clamp_min(1e-12))
+            out[n] = new
+        return out
+
+    def changes(self, theta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the adaptation adds to each adapted tensor: ``μ·ΔΘ``, or with ``keep_scale``
+        ``Θ' − Θ`` (the rescaled change)."""
+        if not self.keep_scale:
+            return {n: self.mu * d for n, d in self.delta.items()}
+        return {n: v - theta[n] for n, v in self.adapted_params(theta).items()}
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Pooled features ``[B, F]`` → logits ``[B, K]``."""
@@ -129,6 +150,13 @@ class Adaptation:
         if self.cosine:
             return self.logit_scale * F.normalize(features, dim=-1) @ F.normalize(self.fc_weight, dim=-1).T + self.fc_bias
         return features @ self.fc_weight.T + self.fc_bias
+
+
+def _channel_norms(t: torch.Tensor) -> torch.Tensor:
+    """Norm of each output channel, shaped to broadcast against ``t`` (1-D: the whole tensor's)."""
+    if t.dim() < 2:
+        return t.norm()
+    return t.flatten(1).norm(dim=1).reshape(-1, *([1] * (t.dim() - 1)))
 
 
 def _encoder(d: int, heads: int, layers: int, ff_mult: int, dropout: float) -> nn.TransformerEncoder:
@@ -342,7 +370,8 @@ class N3MetaModel(nn.Module):
         delta = self.decoders(h) if self.decoders is not None else {}
         return Adaptation(delta=delta, fc_weight=w, fc_bias=b, mu=self.mu, gamma=self.cfg.gamma,
                           logit_scale=scale if self.cfg.cosine_classifier else scale.new_ones(()),
-                          cosine=self.cfg.cosine_classifier, feature_center=self.classifier.center)
+                          cosine=self.cfg.cosine_classifier, feature_center=self.classifier.center,
+                          keep_scale=self.cfg.keep_scale)
 
 
 class N3Model(nn.Module):

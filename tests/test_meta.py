@@ -44,6 +44,35 @@ def test_mu_starts_at_1e_3_and_gamma_default(tiny_backbone):
     assert torch.allclose(a2.adapted_params(theta)[name], 0.5 * theta[name] + 0.25 * a2.delta[name])
 
 
+def test_keep_scale_turns_channels_without_resizing_them(tiny_backbone):
+    """keep_scale: every adapted output channel (1-D tensors: the tensor) keeps Θ's norm, γ acts
+    only through μ/γ, ΔΘ = 0 is still the pretrained network, and gradients reach ΔΘ and μ."""
+    theta = N3Model(tiny_config(), tiny_backbone).theta()
+    m = N3MetaModel(tiny_config(keep_scale=True, gamma=0.5, mu_init=0.25), tiny_backbone.tensors)
+    a = m(*_inputs())
+    assert a.keep_scale
+    new = a.adapted_params(theta)
+    for name, v in new.items():
+        t = theta[name]
+        if t.dim() >= 2:
+            assert torch.allclose(v.flatten(1).norm(dim=1), t.flatten(1).norm(dim=1), rtol=1e-4), name
+        else:
+            assert torch.allclose(v.norm(), t.norm(), rtol=1e-4), name
+        assert not torch.allclose(v, t), f"{name}: the adaptation still changes the tensor"
+    same = Adaptation(a.delta, a.fc_weight, a.fc_bias, a.mu / a.gamma, 1.0, a.logit_scale, a.cosine, keep_scale=True)
+    for name, v in same.adapted_params(theta).items():
+        assert torch.allclose(v, new[name], rtol=1e-4, atol=1e-6), name
+    changes = a.changes(theta)
+    assert all(torch.allclose(changes[n], new[n] - theta[n]) for n in new)
+    zero = Adaptation({k: torch.zeros_like(v) for k, v in a.delta.items()}, a.fc_weight, a.fc_bias,
+                      a.mu, 0.5, a.logit_scale, a.cosine, keep_scale=True)
+    for name, v in zero.adapted_params(theta).items():
+        assert torch.allclose(v, theta[name], rtol=1e-4, atol=1e-6), name
+    sum(v.square().sum() for v in new.values()).backward()
+    assert m.mu.grad is not None and m.mu.grad != 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.decoders.parameters())
+
+
 def test_zero_delta_gives_the_pretrained_network(tiny_backbone):
     model = N3Model(tiny_config(), tiny_backbone).eval()
     x = torch.randn(5, 3, 16, 16)
