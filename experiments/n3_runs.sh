@@ -7,7 +7,8 @@
 #      from the shipped fc-only checkpoint, for the paper's six (gamma, mu0) settings;
 #   3. kept for history (V1=1): both of the above with the v1 recipe (ss1/ss2 full stage 300 steps);
 #   4. KEEP=1: the gamma / mu0 runs of 2. with keep_scale (each adapted output channel rescaled to its
-#      norm in Theta, so the frozen BatchNorm statistics still fit Theta'), plus gamma = 1 (issue 14).
+#      norm in Theta, so the frozen BatchNorm statistics still fit Theta'), plus gamma = 1 (issue 14);
+#      KEEP=zero: the same with delta_init="zero" too (Delta Theta = 0 at the start of the full stage).
 # Every run picks its checkpoint on val; each is then evaluated once on its split's test classes.
 # Re-running skips finished runs (runs/NAME/final) and finished evaluations. N3_THREADS=1 leaves
 # a core to another job. To run two jobs side by side, give each a share:
@@ -25,8 +26,10 @@ gm_config() {
 import json, sys
 r = json.load(open(sys.argv[1]))
 r["model"].update(gamma=float(sys.argv[2]), mu_init=float(sys.argv[3]))
-if sys.argv[5:] == ["keep"]:
+if sys.argv[5:] in (["keep"], ["zero"]):
     r["model"]["keep_scale"] = True
+if sys.argv[5:] == ["zero"]:
+    r["model"]["delta_init"] = "zero"
 r["train"].update(max_steps=100, eval_every=50, checkpoint_every=50)
 json.dump(r, open(sys.argv[4], "w"))
 PY
@@ -40,11 +43,12 @@ for s in ${N3_SPLITS-ss1 ss2}; do
   for m in fconly full; do cp runs/$s-v3-$m/log.jsonl "$R/$s-v3-$m.train.jsonl"; done   # val curves
 done
 KEEP=${KEEP:-0}
-[ "$KEEP" = 1 ] && GM_ALL="1:0.001 $GM_ALL"
+[ "$KEEP" != 0 ] && GM_ALL="1:0.001 $GM_ALL"
 for gm in ${N3_GM-$GM_ALL}; do
   g=${gm%:*} m=${gm#*:} name="ss0-v3-gamma$g-mu$m"
   [ "$KEEP" = 1 ] && name="ss0-v3-keep-gamma$g-mu$m"
-  gm_config checkpoints/recipe-full.json "$g" "$m" runs/$name.json $( [ "$KEEP" = 1 ] && echo keep )
+  [ "$KEEP" = zero ] && name="ss0-v3-keepzero-gamma$g-mu$m"
+  gm_config checkpoints/recipe-full.json "$g" "$m" runs/$name.json $( [ "$KEEP" = 1 ] && echo keep; [ "$KEEP" = zero ] && echo zero )
   tr runs/$name --split ss0 --config runs/$name.json --init-from checkpoints/n3-effl0-minilm-ss0-fconly
   ev runs/$name/best ss0 "$R/$name.json"
 done

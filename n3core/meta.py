@@ -38,6 +38,7 @@ __all__ = ["N3Config", "Adaptation", "N3MetaModel", "N3Model", "SynthesisError",
 
 MODES = ("full", "fc-only")
 MEAN_SKIPS = ("none", "label", "classifier")
+DELTA_INITS = ("random", "zero")
 
 
 class SynthesisError(ValueError):
@@ -71,6 +72,8 @@ class N3Config:
     gamma: float = 1.0
     keep_scale: bool = False            # rescale each adapted output channel (1-D tensors: the tensor)
                                         # to its norm in Θ, so BatchNorm's frozen statistics still fit Θ'
+    delta_init: str = "random"          # "zero": the decoders' output maps start at 0, so ΔΘ = 0 and the
+                                        # full stage starts exactly at the network it is initialised from
     cosine_classifier: bool = True
     logit_scale_init: float = 10.0
     image_size: int = 160
@@ -80,6 +83,8 @@ class N3Config:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.mean_skip not in MEAN_SKIPS:
             raise ValueError(f"mean_skip must be one of {MEAN_SKIPS}, got {self.mean_skip!r}")
+        if self.delta_init not in DELTA_INITS:
+            raise ValueError(f"delta_init must be one of {DELTA_INITS}, got {self.delta_init!r}")
         if self.d_model % self.n_heads:
             raise ValueError("d_model must be divisible by n_heads")
 
@@ -278,6 +283,10 @@ class TensorDecoders(nn.Module):
         self.q_norm = nn.LayerNorm(d)
         self.heads = cfg.n_heads
         self.out = nn.ModuleList(nn.Linear(d, t.column_size) for t in tensors)
+        if cfg.delta_init == "zero":
+            for lin in self.out:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
         self._column_sizes = [t.column_size for t in tensors]
         self._frozen: tuple | None = None        # (parameter versions, queries, text-free outputs, weights)
 

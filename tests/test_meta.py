@@ -73,6 +73,22 @@ def test_keep_scale_turns_channels_without_resizing_them(tiny_backbone):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.decoders.parameters())
 
 
+def test_zero_delta_init_starts_at_the_pretrained_network_and_learns(tiny_backbone):
+    """delta_init="zero": ΔΘ = 0 before training (so Θ' = Θ with keep_scale, whatever γ), yet the
+    decoders' output maps get gradients, so ΔΘ moves after one step."""
+    model = N3Model(tiny_config(delta_init="zero", keep_scale=True, gamma=0.5, mu_init=0.5), tiny_backbone).eval()
+    a = model.meta(*_inputs())
+    assert all(float(d.detach().abs().max()) == 0.0 for d in a.delta.values())
+    x = torch.randn(3, 3, 16, 16)
+    assert torch.allclose(model.features(x, a), tiny_backbone.module(x), atol=1e-5)
+    model.meta.train()
+    loss = model(x, *_inputs()).logsumexp(-1).sum()
+    loss.backward()
+    assert any(float(lin.weight.grad.abs().sum()) > 0 for lin in model.meta.decoders.out)
+    with pytest.raises(ValueError, match="delta_init"):
+        tiny_config(delta_init="ones")
+
+
 def test_zero_delta_gives_the_pretrained_network(tiny_backbone):
     model = N3Model(tiny_config(), tiny_backbone).eval()
     x = torch.randn(5, 3, 16, 16)

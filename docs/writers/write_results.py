@@ -67,21 +67,22 @@ def gamma_section() -> list[str]:
     """The paper's table 3 on ss0: v3 (plain and with keep_scale) and v1, each (γ, μ₀) a 100-step full stage."""
     settings = [("1", "0.001"), ("0.999", "0.001"), ("0.99", "0.01"), ("0.9", "0.1"), ("0.5", "0.5"),
                 ("0.1", "0.9"), ("0.01", "0.99")]
-    cols = [("v3", "ss0-v3-gamma{}-mu{}"), ("v3 keep_scale", "ss0-v3-keep-gamma{}-mu{}"), ("v1", "ss0-v1-gamma{}-mu{}")]
-    head = "| γ | μ₀ |" + "".join(f" {c}: top-1 / top-5 | {c}: μ after training |"
-                                 + (f" {c}: language_gain |" if c != "v1" else "") for c, _ in cols)
-    lines = [head, "|" + " --- |" * head.count(" |")]
+    cols = [("v3", "ss0-v3-gamma{}-mu{}"), ("v3 keep_scale", "ss0-v3-keep-gamma{}-mu{}"),
+            ("v3 keep_scale, ΔΘ from 0", "ss0-v3-keepzero-gamma{}-mu{}"), ("v1", "ss0-v1-gamma{}-mu{}")]
+    lines = ["| γ | μ₀ |" + "".join(f" {c} |" for c, _ in cols), "|" + " --- |" * (2 + len(cols))]
     got = {}
     for g, m in settings:
         row = f"| {g} | {m} |"
         for c, pattern in cols:
             r = got[c, g] = load(RES / "n3" / (pattern.format(g, m) + ".json"))
             t1, t5 = cell(r)
-            row += (" not run | — |" if r is None else
-                    f" {pct(t1)} / {pct(t5)}{mark(r)} | {r['mu']:.4f} |" if "mu" in r else
-                    f" {pct(t1)} / {pct(t5)}{mark(r)} | — |")
-            if c != "v1":
-                row += " — |" if r is None or r.get("language_gain") is None else f" {100 * r['language_gain']:+.1f} |"
+            if r is None:
+                row += " not run |"
+                continue
+            row += f" {pct(t1)} / {pct(t5)}{mark(r)}"
+            row += f" · μ {r['mu']:.4f}" if "mu" in r else ""
+            row += f" · gain {100 * r['language_gain']:+.1f}" if r.get("language_gain") is not None and c != "v1" else ""
+            row += " |"
         lines.append(row)
     out = ["## Ablations\n", "### γ and initial μ (the paper's table 3), N3 full on ss0\n",
            "For each (γ, μ₀) the full stage, shortened to 100 steps (val picks step 50 or 100), starts from the "
@@ -91,7 +92,10 @@ def gamma_section() -> list[str]:
            "The shipped full model is γ = 1, μ₀ = 0.001 (a 600-step schedule; the plain v3 γ = 1 row of 100 steps was "
            "not run). *keep_scale* (`KEEP=1 experiments/n3_runs.sh`, issue 14): Θ' = γ·Θ + μ·ΔΘ, then each adapted "
            "output channel (a 1-D BatchNorm tensor as a whole) rescaled to its norm in Θ, so the BatchNorm statistics "
-           "frozen at their pretrained values still fit Θ'; γ then only weighs ΔΘ against Θ (γ, μ act as 1, μ/γ).\n",
+           "frozen at their pretrained values still fit Θ'; γ then only weighs ΔΘ against Θ (γ, μ act as 1, μ/γ). "
+           "*ΔΘ from 0* (`KEEP=zero`): keep_scale with the decoders' output maps initialised to zero "
+           "(`delta_init=\"zero\"`), so every γ starts at exactly the fc-only network. Each cell: top-1 / top-5, "
+           "μ in the evaluated checkpoint, and (v3) `language_gain`.\n",
            "\n".join(lines), "",
            "Reading: γ < 1 scales every adapted tensor, convolutions and BatchNorm scales and shifts alike; "
            "with BatchNorm statistics frozen at their pretrained values the shrinkage compounds over Lite0's "
@@ -240,18 +244,18 @@ def full_stage_section() -> list[str]:
     out = []
     d = RES / "keep_scale_dev"
     fc = load(d / "fconly.json")
-    runs = {c: [r for r in (load(d / f"{c}-s{s}.json") for s in range(3)) if r is not None] for c in ("plain", "keep")}
+    runs = {c: [r for r in (load(d / f"{c}-s{s}.json") for s in range(3)) if r is not None] for c in ("plain", "keepzero")}
     if fc is not None and all(runs.values()):
         top = lambda r: 100 * r["per_class_top1"]["median"]
         msd = lambda xs: f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
         lines = ["| full stage | seeds | top-1 | language_gain | no ΔΘ | top-1 by seed |", "| --- | --- | --- | --- | --- | --- |",
                  f"| fc-only (its start) | 1 | {top(fc):.1f} | 0 | {top(fc):.1f} | {top(fc):.1f} |"]
-        names = {"plain": "today's (γ = 1, μ₀ = 0.001)", "keep": "keep_scale, γ = 1, μ₀ = 0.1"}
+        names = {"plain": "today's (γ = 1, μ₀ = 0.001)", "keepzero": "keep_scale, ΔΘ from 0, γ = 1, μ₀ = 0.1"}
         for c, rs in runs.items():
             lines.append(f"| {names[c]} | {len(rs)} | {msd([top(r) for r in rs])} | "
                          f"{msd([100 * r['language_gain'] for r in rs])} | {msd([100 * r['no_adaptation'] for r in rs])} | "
                          f"{', '.join(f'{top(r):.1f}' for r in rs)} |")
-        paired = [top(k) - top(p) for p, k in zip(runs["plain"], runs["keep"])]
+        paired = [top(k) - top(p) for p, k in zip(runs["plain"], runs["keepzero"])]
         spread = max(statistics.stdev([top(r) for r in rs]) if len(rs) > 1 else 0.0 for rs in runs.values())
         verdict = "within" if abs(statistics.mean(paired)) <= spread else "beyond"
         out += ["## Making the words write the network: the full recipe (issue 14)\n",
@@ -260,12 +264,15 @@ def full_stage_section() -> list[str]:
                 "`experiments/splits/ss0-dev.json`; from it, the v3 full stage shortened to 100 steps for each seed "
                 "and candidate; the final step (nothing picked on the held-out classes) evaluated on the 25 held-out "
                 "classes with the language control (ΔΘ from 25 random dev-train classes). The seeds vary the "
-                "decoders' initial weights and the episodes; the fc-only start is shared. *keep_scale*: see the γ "
-                "ablation below; μ₀ = 0.1 was picked from the ss0 val curves of that ablation (γ = 0.9 with "
-                "keep_scale, i.e. μ/γ ≈ 0.11, led val at step 50).\n", "\n".join(lines), "",
-                f"Reading: keep_scale against today's full stage, paired by seed: "
+                "decoders' initial weights and the episodes; the fc-only start is shared. The candidate: "
+                "*keep_scale* (each adapted output channel of Θ' rescaled to its norm in Θ, so the frozen BatchNorm "
+                "statistics still fit; see the γ ablation below) with the decoders' output maps starting at zero, "
+                "so the full stage starts exactly at the fc-only model, and μ₀ = 0.1 (on ss0's 10 val classes, "
+                "γ = 0.9 with keep_scale, which acts as μ/γ ≈ 0.11, led the val curve at step 50: 53.5% against "
+                "47.9% at μ₀ = 0.001).\n", "\n".join(lines), "",
+                f"Reading: the candidate against today's full stage, paired by seed: "
                 f"{', '.join(f'{x:+.1f}' for x in paired)} (mean {statistics.mean(paired):+.1f}, {verdict} the seeds' "
-                f"spread of {spread:.1f}); language_gain {statistics.mean([100 * r['language_gain'] for r in runs['keep']]):+.1f} "
+                f"spread of {spread:.1f}); language_gain {statistics.mean([100 * r['language_gain'] for r in runs['keepzero']]):+.1f} "
                 f"against {statistics.mean([100 * r['language_gain'] for r in runs['plain']]):+.1f}.\n"]
     ds = load(RES / "delta_spread.json")
     if ds:
