@@ -106,9 +106,21 @@ def gamma_section() -> list[str]:
         out[-1] += (f"With keep_scale the shrinkage is undone channel by channel: γ = 0.9 scores "
                     f"{pct(keep['0.9'])} against {pct(keep['1'])} at γ = 1 ({abs(gap):.1f} points "
                     f"{'lower' if gap >= 0 else 'higher'}; the issue's target is within 3). Over the {len(keep)} "
-                    f"keep_scale settings run, top-1 spans {pct(min(keep.values()))}–{pct(max(keep.values()))}. At γ = 1 and μ₀ = 0.001 keep_scale changes "
+                    f"keep_scale settings run, top-1 spans {pct(min(keep.values()))}–{pct(max(keep.values()))}. "
+                    "At γ = 1 and μ₀ = 0.001 keep_scale changes "
                     "nothing measurable (μΔΘ is too small for the rescaling to matter), and its language_gain stays "
                     "as small as plain N3's.")
+    zero = {g: got["v3 keep_scale, ΔΘ from 0", g] for g, _ in settings if got["v3 keep_scale, ΔΘ from 0", g] is not None}
+    if "0.5" in zero and "0.5" in keep:
+        z = {g: cell(r)[0] for g, r in zero.items()}
+        out[-1] += (f" Where keep_scale alone fails (γ = 0.5, μ₀ = 0.5: {pct(keep['0.5'])}), starting ΔΘ at zero, so that "
+                    f"every γ starts at the fc-only network, gives {pct(z['0.5'])}"
+                    + (f" (γ = 0.1: {pct(z['0.1'])})" if "0.1" in z else "")
+                    + (f"; at γ = 0.9 it gives {pct(z['0.9'])} against {pct(zero['0.9']['no_adaptation'])} with no ΔΘ"
+                       if "0.9" in z else "")
+                    + ". With a fresh ΔΘ weighted as much as Θ the network starts destroyed; from zero it is not, but "
+                    "Adam moves the decoders by steps of about their learning rate whatever μ is, so μ₀ acts as a "
+                    "learning rate for Θ' and a large one still costs accuracy within 100 steps.")
     return out + ["\n"]
 
 
