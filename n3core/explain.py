@@ -262,7 +262,8 @@ def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str],
     """Per adapted tensor, in network order: ``{"name", "kind", "delta_norm" = ‖μ·ΔΘ‖₂ (with
     ``keep_scale``: ‖Θ' − Θ‖₂, see :meth:`Adaptation.changes`),
     "theta_norm" = ‖Θ‖₂, "ratio"}``; with ``before`` (the descriptions before an edit), also
-    ``"edit_norm"`` = ‖μ·(ΔΘ − ΔΘ_before)‖₂: how far the edit moved each tensor. ΔΘ depends
+    ``"edit_norm"`` = ‖μ·(ΔΘ − ΔΘ_before)‖₂ (with ``keep_scale``: ‖Θ' − Θ'_before‖₂): how far
+    the edit moved each tensor. ΔΘ depends
     on the whole class set, so editing one description can move every layer. Empty for an
     fc-only model."""
     a = synth.adaptation(descriptions)

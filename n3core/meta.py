@@ -129,8 +129,8 @@ class Adaptation:
     def adapted_params(self, theta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``Θ' = γ·Θ + μ·ΔΘ`` for the adapted tensors (others are left out: they stay Θ).
 
-        With ``keep_scale`` each output channel of Θ' (row 0 of a weight; a 1-D tensor as a
-        whole) is then rescaled to its norm in Θ: ΔΘ turns channels instead of growing or
+        With ``keep_scale`` each output channel of Θ' (a weight's slice along dim 0; a 1-D
+        tensor as a whole) is then rescaled to its norm in Θ: ΔΘ turns channels instead of growing or
         shrinking them, so the BatchNorm statistics, frozen at their pretrained values, still
         describe Θ', and γ only sets ΔΘ's weight against Θ (γ, μ acts as 1, μ/γ)."""
         out = {}
