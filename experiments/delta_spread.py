@@ -63,7 +63,7 @@ def spread(synth: Synthesizer, sets: list[dict[str, str]], controls: list[dict[s
     pairs = [float((a - b).norm() / a.norm()) for i, a in enumerate(ctrl) for b in ctrl[i + 1:]]
     return {"sets": len(sets), "controls": len(controls), "specific": statistics.median(specific),
             "specific_all": specific, "true_vs_swapped": statistics.median(true_vs),
-            "swapped_vs_swapped": statistics.median(pairs), "norm_of_change": float(g.norm())}
+            "swapped_vs_swapped": statistics.median(pairs), "norm_of_generic_change": float(g.norm())}
 
 
 def main(argv=None) -> None:
