@@ -87,7 +87,7 @@ def main(argv=None) -> None:
         synth = Synthesizer.from_checkpoint(ck, device="cpu")
         tasks = nearest_tasks(synth, test)
         out["checkpoints"][ck] = {
-            "keep_scale": bool(getattr(synth.config, "keep_scale", False)), "mu": float(synth.model.meta.mu),
+            "keep_scale": synth.config.keep_scale, "mu": float(synth.model.meta.mu),
             "paper": spread(synth, [test], controls[len(test)]),
             "hard5": spread(synth, [{t: texts[t] for t in task} for task in tasks.values()], controls[5])}
         p, h = out["checkpoints"][ck]["paper"], out["checkpoints"][ck]["hard5"]

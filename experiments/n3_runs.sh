@@ -21,14 +21,16 @@ mkdir -p "$R" runs
 GM_ALL="0.999:0.001 0.99:0.01 0.9:0.1 0.5:0.5 0.1:0.9 0.01:0.99"
 
 # gm_config BASE GAMMA MU0 OUT.json [KEEP]: the BASE recipe with (gamma, mu0) and a 100-step full stage
+# (KEEP as below: 1 adds keep_scale, zero adds keep_scale and delta_init="zero")
 gm_config() {
   $PY - "$@" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 r["model"].update(gamma=float(sys.argv[2]), mu_init=float(sys.argv[3]))
-if sys.argv[5:] in (["keep"], ["zero"]):
+keep = sys.argv[5] if len(sys.argv) > 5 else "0"
+if keep in ("1", "zero"):
     r["model"]["keep_scale"] = True
-if sys.argv[5:] == ["zero"]:
+if keep == "zero":
     r["model"]["delta_init"] = "zero"
 r["train"].update(max_steps=100, eval_every=50, checkpoint_every=50)
 json.dump(r, open(sys.argv[4], "w"))
@@ -42,13 +44,16 @@ for s in ${N3_SPLITS-ss1 ss2}; do
   ev runs/$s-v3-full/best $s "$R/$s-v3-full.json"
   for m in fconly full; do cp runs/$s-v3-$m/log.jsonl "$R/$s-v3-$m.train.jsonl"; done   # val curves
 done
-KEEP=${KEEP:-0}
-[ "$KEEP" != 0 ] && GM_ALL="1:0.001 $GM_ALL"
+case "${KEEP:=0}" in
+  0) tag="" ;;
+  1) tag="keep-" ;;
+  zero) tag="keepzero-" ;;
+  *) echo "KEEP must be 0, 1 or zero, got '$KEEP'" >&2; exit 2 ;;
+esac
+[ -n "$tag" ] && GM_ALL="1:0.001 $GM_ALL"
 for gm in ${N3_GM-$GM_ALL}; do
-  g=${gm%:*} m=${gm#*:} name="ss0-v3-gamma$g-mu$m"
-  [ "$KEEP" = 1 ] && name="ss0-v3-keep-gamma$g-mu$m"
-  [ "$KEEP" = zero ] && name="ss0-v3-keepzero-gamma$g-mu$m"
-  gm_config checkpoints/recipe-full.json "$g" "$m" runs/$name.json $( [ "$KEEP" = 1 ] && echo keep; [ "$KEEP" = zero ] && echo zero )
+  g=${gm%:*} m=${gm#*:} name="ss0-v3-${tag}gamma$g-mu$m"
+  gm_config checkpoints/recipe-full.json "$g" "$m" runs/$name.json "$KEEP"
   tr runs/$name --split ss0 --config runs/$name.json --init-from checkpoints/n3-effl0-minilm-ss0-fconly
   ev runs/$name/best ss0 "$R/$name.json"
 done

@@ -111,8 +111,8 @@ def gamma_section() -> list[str]:
                     "nothing measurable (μΔΘ is too small for the rescaling to matter), and its language_gain stays "
                     "as small as plain N3's.")
     zero = {g: got["v3 keep_scale, ΔΘ from 0", g] for g, _ in settings if got["v3 keep_scale, ΔΘ from 0", g] is not None}
-    if "0.5" in zero and "0.5" in keep:
-        z = {g: cell(r)[0] for g, r in zero.items()}
+    z = {g: cell(r)[0] for g, r in zero.items()}
+    if "0.5" in z and "0.5" in keep:
         out[-1] += (f" Where keep_scale alone fails (γ = 0.5, μ₀ = 0.5: {pct(keep['0.5'])}), starting ΔΘ at zero, so that "
                     f"every γ starts at the fc-only network, gives {pct(z['0.5'])}"
                     + (f" (γ = 0.1: {pct(z['0.1'])})" if "0.1" in z else "")
@@ -270,6 +270,9 @@ def full_stage_section() -> list[str]:
         paired = [round(top(k), 1) - round(top(p), 1) for p, k in zip(runs["plain"], runs["keepzero"])]   # as shown
         spread = max(statistics.stdev([top(r) for r in rs]) if len(rs) > 1 else 0.0 for rs in runs.values())
         verdict = "within" if abs(statistics.mean(paired)) <= spread else "beyond"
+        mean_top = {c: statistics.mean([top(r) for r in rs]) for c, rs in runs.items()}
+        mean_gain = {c: statistics.mean([100 * r["language_gain"] for r in rs]) for c, rs in runs.items()}
+        vs_fc = {c: round(v, 1) - round(top(fc), 1) for c, v in mean_top.items()}   # as shown
         out += ["## Making the words write the network: the full recipe (issue 14)\n",
                 "### BatchNorm consistent with Θ': keep_scale, on the development split\n",
                 "`experiments/keep_scale_dev.sh`: the shipped fc-only recipe trained on the 50 train classes of "
@@ -284,13 +287,11 @@ def full_stage_section() -> list[str]:
                 "47.9% at μ₀ = 0.001).\n", "\n".join(lines), "",
                 f"Reading: the candidate against today's full stage, paired by seed: "
                 f"{', '.join(f'{x:+.1f}' for x in paired)} (mean {statistics.mean(paired):+.1f}, {verdict} the seeds' "
-                f"spread of {spread:.1f}); language_gain {statistics.mean([100 * r['language_gain'] for r in runs['keepzero']]):+.1f} "
-                f"against {statistics.mean([100 * r['language_gain'] for r in runs['plain']]):+.1f}. Against the "
-                f"fc-only model both start from ({top(fc):.1f}): today's full stage "
-                f"{round(statistics.mean([top(r) for r in runs['plain']]), 1) - round(top(fc), 1):+.1f}, the candidate "
-                f"{round(statistics.mean([top(r) for r in runs['keepzero']]), 1) - round(top(fc), 1):+.1f} (mean over seeds). On 25 classes "
+                f"spread of {spread:.1f}); language_gain {mean_gain['keepzero']:+.1f} against {mean_gain['plain']:+.1f}. "
+                f"Against the fc-only model both start from ({top(fc):.1f}): today's full stage {vs_fc['plain']:+.1f}, "
+                f"the candidate {vs_fc['keepzero']:+.1f} (mean over seeds). On 25 classes "
                 + ("no test split has seen, neither full stage beats the classifier-only model, as on ss1 and ss2. "
-                   if max(statistics.mean([top(r) for r in rs]) for rs in runs.values()) <= top(fc) else
+                   if max(mean_top.values()) <= top(fc) else
                    "no test split has seen, a full stage is above the classifier-only model. ")
                 + ("The candidate is not shipped: it does not beat today's full stage beyond the seeds' spread.\n"
                    if verdict == "within" or statistics.mean(paired) <= 0 else
