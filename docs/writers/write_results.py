@@ -53,6 +53,12 @@ def load(path: Path):
     return r
 
 
+def load_all(folder: Path, names) -> dict | None:
+    """``folder/NAME.json`` for every name, or None when any is missing."""
+    reports = {n: load(folder / f"{n}.json") for n in names}
+    return None if any(r is None for r in reports.values()) else reports
+
+
 def mark(r) -> str:
     return "†" if r and r.get("_old_path") else ""
 
@@ -320,20 +326,31 @@ def hard_episodes_section() -> list[str]:
             "Paired by seed: " + "; ".join(said) + ".\n"]
 
 
+def control_table(reports: dict, names: dict, swapped: str, with_mu: bool = False) -> list[str]:
+    """Table lines, one row per report (named by ``names``): top-1 and the language control's
+    columns (``swapped`` heads the swapped-ΔΘ one), and μ of the full models with ``with_mu``."""
+    mu = (" μ |", " --- |") if with_mu else ("", "")
+    lines = [f"| model | top-1 | language_gain | no ΔΘ | {swapped} |{mu[0]}", f"| --- | --- | --- | --- | --- |{mu[1]}"]
+    for n, r in reports.items():
+        full = r["mode"] == "full"
+        row = (f"| {names[n]} | {pct(r['per_class_top1']['median'])} | {100 * r['language_gain']:+.1f} | "
+               f"{pct(r['no_adaptation'])} | {pct(r['swapped_adaptation']) if full else '—'} |")
+        if with_mu:
+            row += f" {r['mu']:.4f} |" if full else " — |"
+        lines.append(row)
+    return lines
+
+
 def seen_classes_section() -> list[str]:
     """Issue 14 diagnostic: the language control on 25 of the dev models' own train classes."""
     d = RES / "seen_language_gain"
     names = {"dev-v3-fconly": "fc-only (the shared start)", "dev-v3-full-plain-s0": "today's full stage, seed 0",
              "dev-v3-full-near5-s0": "neighbour episodes, K = 5, seed 0"}
-    rows = {n: load(d / f"{n}.json") for n in names}
-    if any(r is None for r in rows.values()):
+    rows = load_all(d, names)
+    if rows is None:
         return []
     fc = 100 * rows["dev-v3-fconly"]["per_class_top1"]["median"]
-    lines = ["| model | top-1 | language_gain | no ΔΘ | ΔΘ from the other 25 |", "| --- | --- | --- | --- | --- |"]
-    for n, r in rows.items():
-        full = r["mode"] == "full"
-        lines.append(f"| {names[n]} | {pct(r['per_class_top1']['median'])} | {100 * r['language_gain']:+.1f} | "
-                     f"{pct(r['no_adaptation'])} | {pct(r['swapped_adaptation']) if full else '—'} |")
+    lines = control_table(rows, names, "ΔΘ from the other 25")
     gains = [100 * r["language_gain"] for n, r in rows.items() if r["mode"] == "full"]
     vs_fc = [100 * r["per_class_top1"]["median"] - fc for r in rows.values() if r["mode"] == "full"]
     return ["#### The same control on classes the full stage trained on\n",
@@ -357,15 +374,10 @@ def unseen_full_stage_section() -> list[str]:
     d = RES / "unseen_full_stage"
     rows = {"fconly": "fc-only on A (the shared start)", "seen-s0": "full stage on A (the head's own classes)",
             "unseen-s0": "full stage on B (classes the head never saw)"}
-    reps = {n: load(d / f"{n}.json") for n in rows}
-    if any(r is None for r in reps.values()):
+    reps = load_all(d, rows)
+    if reps is None:
         return []
-    lines = ["| model | top-1 | language_gain | no ΔΘ | ΔΘ from other classes | μ |", "| --- | --- | --- | --- | --- | --- |"]
-    for n, r in reps.items():
-        full = r["mode"] == "full"
-        lines.append(f"| {rows[n]} | {pct(r['per_class_top1']['median'])} | {100 * r['language_gain']:+.1f} | "
-                     f"{pct(r['no_adaptation'])} | {pct(r['swapped_adaptation']) if full else '—'} | "
-                     + (f"{r['mu']:.4f} |" if full else "— |"))
+    lines = control_table(reps, rows, "ΔΘ from other classes", with_mu=True)
     top = {n: 100 * r["per_class_top1"]["median"] for n, r in reps.items()}
     gain = {n: 100 * r["language_gain"] for n, r in reps.items()}
     return ["#### The full stage on classes the fc-only stage never saw (one seed)\n",
