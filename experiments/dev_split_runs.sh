@@ -20,13 +20,7 @@ mkdir -p runs
 run() {
   local name=$1 cfg=$2
   [ -d "runs/dev-$name/final" ] && return 0
-  $PY - "$cfg" "runs/dev-$name.json" <<'PY'
-import json, sys
-r = json.load(open("checkpoints/recipe-fconly-v2.json"))
-r["model"].update(json.loads(sys.argv[1]).get("model", {}))
-r["train"].update(json.loads(sys.argv[1]).get("train", {}))
-json.dump(r, open(sys.argv[2], "w"))
-PY
+  recipe checkpoints/recipe-fconly-v2.json "runs/dev-$name.json" "$cfg"
   tr "runs/dev-$name" --split $SPLIT --config "runs/dev-$name.json"
 }
 run label '{"model": {"mean_skip": "label"}}'

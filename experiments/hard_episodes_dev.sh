@@ -23,8 +23,7 @@ SPLIT=experiments/splits/ss0-dev.json
 R=experiments/results/hard_episodes_dev
 K=experiments/results/keep_scale_dev
 mkdir -p "$R" runs
-evd() { [ -f "$2" ] || $PY -m n3core evaluate --checkpoint "$1" --split $SPLIT --part val --out "$2" --no-progress "${@:3}"; }
-claim() { mkdir "runs/$1.claim" 2>/dev/null; }
+evd() { ev "$1" $SPLIT "$2" --part val "${@:3}"; }
 [ -d runs/dev-v3-fconly/final ] || { echo "run experiments/keep_scale_dev.sh first (runs/dev-v3-fconly)"; exit 1; }
 
 if claim hard5-dev-v3-fconly; then evd runs/dev-v3-fconly/final "$R/fconly-hard5.json" --protocol hard5; fi
@@ -38,19 +37,13 @@ for seed in ${N3_SEEDS:-0 1 2}; do
   for cand in ${N3_CANDS:-mixed near5}; do
     name="dev-v3-full-$cand-s$seed"
     claim "$name" || continue
-    $PY - "$cand" "$seed" "runs/$name.json" <<'PY'
-import json, sys
-cand, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-r = json.load(open("checkpoints/recipe-full.json"))
-r["train"].update(max_steps=100, eval_every=100, checkpoint_every=50, seed=seed)
-if cand == "mixed":
-    r["train"].update(neighbour_episodes=0.5, k_min=2)
-elif cand == "near5":
-    r["train"].update(neighbour_episodes=1.0, k=5)
-else:
-    sys.exit(f"unknown candidate {cand!r}")
-json.dump(r, open(out, "w"))
-PY
+    case $cand in
+      mixed) episodes='"neighbour_episodes": 0.5, "k_min": 2' ;;
+      near5) episodes='"neighbour_episodes": 1.0, "k": 5' ;;
+      *) echo "unknown candidate '$cand'" >&2; exit 2 ;;
+    esac
+    recipe checkpoints/recipe-full.json "runs/$name.json" \
+      "{\"train\": {\"max_steps\": 100, \"eval_every\": 100, \"checkpoint_every\": 50, \"seed\": $seed, $episodes}}"
     tr "runs/$name" --split $SPLIT --config "runs/$name.json" --init-from runs/dev-v3-fconly/final
     evd "runs/$name/final" "$R/$cand-s$seed.json"
     evd "runs/$name/final" "$R/$cand-s$seed-hard5.json" --protocol hard5

@@ -21,8 +21,7 @@ source experiments/_runs.sh
 SPLIT=experiments/splits/ss0-dev.json
 R=experiments/results/keep_scale_dev
 mkdir -p "$R" runs
-evd() { [ -f "$2" ] || $PY -m n3core evaluate --checkpoint "$1" --split $SPLIT --part val --out "$2" --no-progress; }
-claim() { mkdir "runs/$1.claim" 2>/dev/null; }
+evd() { ev "$1" $SPLIT "$2" --part val; }
 
 if [ "${N3_WAIT:-0}" = 1 ]; then
   while [ ! -d runs/dev-v3-fconly/final ]; do sleep 20; done
@@ -34,15 +33,10 @@ for seed in ${N3_SEEDS:-0 1 2}; do
   for cand in plain keepzero; do
     name="dev-v3-full-$cand-s$seed"
     claim "$name" || continue
-    $PY - "$cand" "$seed" "runs/$name.json" <<'PY'
-import json, sys
-cand, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-r = json.load(open("checkpoints/recipe-full.json"))
-r["train"].update(max_steps=100, eval_every=50, checkpoint_every=50, seed=seed)
-if cand == "keepzero":
-    r["model"].update(keep_scale=True, delta_init="zero", gamma=1.0, mu_init=0.1)
-json.dump(r, open(out, "w"))
-PY
+    model='{}'
+    [ "$cand" = keepzero ] && model='{"keep_scale": true, "delta_init": "zero", "gamma": 1.0, "mu_init": 0.1}'
+    recipe checkpoints/recipe-full.json "runs/$name.json" \
+      "{\"train\": {\"max_steps\": 100, \"eval_every\": 50, \"checkpoint_every\": 50, \"seed\": $seed}, \"model\": $model}"
     tr "runs/$name" --split $SPLIT --config "runs/$name.json" --init-from runs/dev-v3-fconly/final
     evd "runs/$name/final" "$R/$cand-s$seed.json"
   done

@@ -11,6 +11,5 @@ source experiments/_runs.sh
 R=experiments/results/seen_language_gain
 mkdir -p "$R"
 for name in ${N3_RUNS:-dev-v3-fconly dev-v3-full-plain-s0 dev-v3-full-near5-s0}; do
-  [ -f "$R/$name.json" ] || $PY -m n3core evaluate --checkpoint "runs/$name/final" \
-    --split experiments/splits/ss0-dev-seen.json --part val --out "$R/$name.json" --no-progress
+  ev "runs/$name/final" experiments/splits/ss0-dev-seen.json "$R/$name.json" --part val
 done

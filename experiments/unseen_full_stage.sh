@@ -16,25 +16,15 @@ cd "$(dirname "$0")/.."
 source experiments/_runs.sh
 R=experiments/results/unseen_full_stage
 mkdir -p "$R" runs
-evd() { [ -f "$2" ] || $PY -m n3core evaluate --checkpoint "$1" --split experiments/splits/ss0-dev.json --part val --out "$2" --no-progress; }
-$PY - runs/dev-A-fconly.json <<'PY'
-import json, sys
-r = json.load(open("checkpoints/recipe-fconly.json"))
-r["train"].update(k=15)
-json.dump(r, open(sys.argv[1], "w"))
-PY
+evd() { ev "$1" experiments/splits/ss0-dev.json "$2" --part val; }
+recipe checkpoints/recipe-fconly.json runs/dev-A-fconly.json '{"train": {"k": 15}}'
 tr runs/dev-A-fconly --split experiments/splits/ss0-dev-A.json --config runs/dev-A-fconly.json
 evd runs/dev-A-fconly/final "$R/fconly.json"
 for seed in ${N3_SEEDS:-0}; do
   for cand in unseen seen; do
     name="dev-A-full-$cand-s$seed"
-    $PY - "$seed" "runs/$name.json" <<'PY'
-import json, sys
-seed, out = int(sys.argv[1]), sys.argv[2]
-r = json.load(open("checkpoints/recipe-full.json"))
-r["train"].update(max_steps=100, eval_every=100, checkpoint_every=50, seed=seed, k=10)
-json.dump(r, open(out, "w"))
-PY
+    recipe checkpoints/recipe-full.json "runs/$name.json" \
+      "{\"train\": {\"max_steps\": 100, \"eval_every\": 100, \"checkpoint_every\": 50, \"seed\": $seed, \"k\": 10}}"
     part=$([ "$cand" = unseen ] && echo B || echo A)
     tr "runs/$name" --split "experiments/splits/ss0-dev-$part.json" --config "runs/$name.json" --init-from runs/dev-A-fconly/final
     evd "runs/$name/final" "$R/$cand-s$seed.json"
