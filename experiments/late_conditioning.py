@@ -21,6 +21,14 @@ training starts at fc-only:
                 the query, so the description decides where each class looks, with two new scalars
                 (λ from 0, T from 10) and nothing new to overfit; the control writes the attention
                 queries (not the scored rows) from other classes' texts
+* ``sentences`` each description split into sentences (descriptor lists into phrases, ≤ 16), each
+                embedded alone; one *shared* linear map turns every sentence into a query over the 49
+                positions and a shared weight says how much each sentence counts; each class pools
+                where its sentences point, λ of the way from GAP (λ from 0), scored by its row
+* ``sentences-match`` GAP scored by the row, plus λ × how well the region each sentence points at
+                matches that sentence (DAZLE-style dense attention, Huynh & Elhamifar, CVPR 2020)
+* ``sentences-alone`` that match score trained alone, without rows; with ``--mix κ ...`` it is also
+                fused late with the fc-only probe of the same seed (fc-only logits + κ × its logits)
 
 Training: episodes of K = 25 classes and 64 photos from the training classes, each class
 reading its main description half the time and otherwise a sentence-dropped copy or its text
@@ -36,6 +44,15 @@ while the classifier rows stay the true ones (``language_gain`` = top-1 − that
         --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-hard.json
     .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates fc-only csra \\
         --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-csra.json
+    # the sentence candidates, one process each (side by side on the two cores):
+    .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates fc-only \\
+        --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-sentences-fconly.json
+    .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates sentences \\
+        --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-sentences.json
+    .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates sentences-match --mix 0.25 0.5 \\
+        --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-sentences-match.json
+    .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates sentences-alone --mix 0.25 0.5 1 \\
+        --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-sentences-alone.json
 
 (the dev split is the default ``--split``; ``film`` is slow on a CPU: one 1,500-step seed had not
 finished after 15 minutes on one thread)
@@ -65,12 +82,14 @@ from n3core.datasets import resolve_split
 from n3core.evaluate import nearest_by_embedding, per_class_accuracy, write_report
 from n3core.imagecache import ImageCache, cache_path, load_array, save_array
 from n3core.preprocess import PreprocessSpec
-from n3core.text import TextEncoder
+from n3core.text import TextEncoder, split_sentences
 from n3core.textbank import text_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRA_SETS = ("wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors")
-CANDIDATES = ("fc-only", "film", "attend", "attend-mix", "csra")
+CANDIDATES = ("fc-only", "film", "attend", "attend-mix", "csra", "sentences", "sentences-match", "sentences-alone")
+SENTENCE_KINDS = ("sentences", "sentences-match", "sentences-alone")
+MAX_SENTENCES = 16
 
 
 # ----------------------------------------------------------------------------- cached maps
@@ -132,6 +151,17 @@ class Probe(nn.Module):
         if kind == "csra":                                # no random draws: rows start as fc-only's
             self.lam = nn.Parameter(torch.tensor(0.0))
             self.log_temp = nn.Parameter(torch.tensor(math.log(10.0)))
+        if kind in SENTENCE_KINDS:                        # maps shared by every sentence of every class
+            d = 256
+            self.sent_drop = nn.Dropout(0.2)
+            self.query = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, d))
+            self.keys = nn.Linear(channels, d)
+            self.weight = nn.Linear(text_dim, 1)          # how much each sentence counts (shape, colour > habitat)
+            self.lam = nn.Parameter(torch.tensor(0.0))    # 0: training starts at fc-only
+            self.mix = 1.0                                # scoring only: κ × the learned λ (κ grid)
+            if kind in ("sentences-match", "sentences-alone"):
+                self.values = nn.Linear(channels, d)
+                self.match = nn.Linear(text_dim, d)
 
     def features(self, z: torch.Tensor, cond_text: torch.Tensor | None) -> torch.Tensor:
         """``z`` ``[B, C, h, w]`` → pooled features ``[B, C]`` (fc-only / no conditioning) or
@@ -147,6 +177,41 @@ class Probe(nn.Module):
         att = torch.einsum("kc,bcp->bkp", c, m) / math.sqrt(m.shape[1])
         pooled = torch.einsum("bkp,bcp->bkc", att.softmax(-1), m)
         return pooled if self.kind == "attend" else 0.5 * (pooled + m.mean(-1)[:, None])
+
+    def _sentence_attention(self, m: torch.Tensor, sents: torch.Tensor, mask: torch.Tensor):
+        """``m`` ``[B, C, P]``, one class set's sentences ``[K, S, D]`` (mask ``[K, S]``) →
+        attention of every sentence over the positions ``[B, K, S, P]`` and each class's
+        sentence weights ``[K, S]`` (softmax over its real sentences)."""
+        sents = self.sent_drop(sents)
+        q = self.query(sents)                                             # [K, S, d]
+        keys = torch.einsum("dc,bcp->bdp", self.keys.weight, m) + self.keys.bias[None, :, None]
+        att = (torch.einsum("ksd,bdp->bksp", q, keys) / math.sqrt(q.shape[-1])).softmax(-1)
+        w = self.weight(sents).squeeze(-1).masked_fill(~mask, float("-inf")).softmax(-1)
+        return att, w
+
+    def _sentences(self, z: torch.Tensor, w_rows: torch.Tensor, cond) -> torch.Tensor:
+        """Cosine logits ``[B, K]`` before scale and bias. ``sentences``: each class pools the
+        map where its own sentences point (λ of the way from GAP), scored by its row;
+        ``sentences-match``: GAP scored by the row, plus λ × how well the region each
+        sentence points at matches that sentence."""
+        m = F.relu6(z.float()).flatten(2)                                 # [B, C, P]
+        gap = m.mean(-1)
+        if cond is None:
+            return F.normalize(gap, dim=-1) @ w_rows.T
+        sents, mask = cond
+        att, w = self._sentence_attention(m, sents, mask)
+        if self.kind == "sentences":
+            where = torch.einsum("ks,bksp->bkp", w, att)                  # each class's attention map
+            pooled = torch.einsum("bkp,bcp->bkc", where, m)
+            f = F.normalize(gap[:, None] + self.mix * self.lam * (pooled - gap[:, None]), dim=-1)
+            return (f * w_rows[None]).sum(-1)
+        vals = torch.einsum("dc,bcp->bdp", self.values.weight, m) + self.values.bias[None, :, None]
+        seen = F.normalize(torch.einsum("bksp,bdp->bksd", att, vals), dim=-1)
+        said = F.normalize(self.match(sents), dim=-1)                    # [K, S, d]
+        fit = ((seen * said[None]).sum(-1) * w[None]).sum(-1)             # [B, K]
+        if self.kind == "sentences-alone":
+            return fit
+        return F.normalize(gap, dim=-1) @ w_rows.T + self.mix * self.lam * fit
 
     def _csra(self, z: torch.Tensor, w: torch.Tensor, rows_text: torch.Tensor, cond_text: torch.Tensor | None):
         """Cosine logits ``[B, K]``: of the pooled map, plus λ × each class's attention-pooled
@@ -172,10 +237,29 @@ class Probe(nn.Module):
         s = self.log_scale.exp()
         if self.kind == "csra":
             return s * self._csra(z, w, rows_text, cond_text) + b
+        if self.kind == "sentences-alone":                               # the words' match, no rows
+            if cond_text is None:
+                return torch.zeros(len(z), len(w))
+            return s * self._sentences(z, w, cond_text)
+        if self.kind in SENTENCE_KINDS:
+            return s * self._sentences(z, w, cond_text) + b
         f = F.normalize(self.features(z, cond_text), dim=-1)
         if f.dim() == 2:
             return s * f @ w.T + b
         return s * (f * w[None]).sum(-1) + b
+
+
+class Fused(nn.Module):
+    """Late fusion of two separately trained probes: the fc-only rows' logits plus κ × the
+    sentence match's (``sentences-alone``); with no conditioning, the rows alone (fc-only)."""
+
+    def __init__(self, rows: Probe, words: Probe, kappa: float):
+        super().__init__()
+        self.rows, self.words, self.kappa, self.kind = rows, words, kappa, words.kind
+
+    def forward(self, z, rows_text, cond_text="same"):
+        base = self.rows(z, rows_text, "same")
+        return base if cond_text is None else base + self.kappa * self.words(z, rows_text, cond_text)
 
 
 # ----------------------------------------------------------------------------- data
@@ -185,7 +269,8 @@ def sentence_embeddings(te: TextEncoder, texts: list[str]) -> torch.Tensor:
 
 
 def class_texts(root, classes, te, seed: int):
-    """Per class: the main description's embedding (row 0) and its training variants' ``[V, D]``."""
+    """Per class: the main description's embedding (row 0) and its training variants' ``[V, D]``,
+    and the texts themselves (the same ``V`` per class)."""
     main = load_descriptions(description_file(root, "allaboutbirds"), classes)
     rng = random.Random(seed)
     texts = {c: text_variants(main[c], 8, 0.7, rng) for c in classes}
@@ -200,23 +285,52 @@ def class_texts(root, classes, te, seed: int):
     for c in classes:
         out[c] = emb[i:i + len(texts[c])]
         i += len(texts[c])
+    return out, texts
+
+
+def sentence_sets(te: TextEncoder, texts: dict[str, list[str]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per class: every text variant split into sentences (phrases, for the descriptor lists),
+    each embedded alone: ``[V, S, D]`` padded to the longest (at most ``MAX_SENTENCES``) and the
+    mask ``[V, S]``."""
+    split = {c: [split_sentences(t)[:MAX_SENTENCES] for t in ts] for c, ts in texts.items()}
+    unique = sorted({x for ss in split.values() for s in ss for x in s})
+    emb = dict(zip(unique, sentence_embeddings(te, unique)))
+    out = {}
+    for c, ss in split.items():
+        n = max(len(s) for s in ss)
+        vec = torch.zeros(len(ss), n, emb[unique[0]].shape[-1])
+        mask = torch.zeros(len(ss), n, dtype=torch.bool)
+        for v, sents in enumerate(ss):
+            vec[v, :len(sents)] = torch.stack([emb[x] for x in sents])
+            mask[v, :len(sents)] = True
+        out[c] = (vec, mask)
     return out
 
 
-def pick_texts(bank: dict, classes: list[str], gen: torch.Generator, main_prob: float = 0.5) -> torch.Tensor:
-    rows = []
+def sentence_cond(sents: dict, classes: list[str], variants: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One class set's sentences ``[K, S, D]`` and mask ``[K, S]``, variant ``variants[k]`` of class k."""
+    n = max(int(sents[c][1][v].sum()) for c, v in zip(classes, variants))
+    return (torch.stack([sents[c][0][v, :n] if sents[c][0].shape[1] >= n else
+                         F.pad(sents[c][0][v], (0, 0, 0, n - sents[c][0].shape[1])) for c, v in zip(classes, variants)]),
+            torch.stack([sents[c][1][v, :n] if sents[c][1].shape[1] >= n else
+                         F.pad(sents[c][1][v], (0, n - sents[c][1].shape[1])) for c, v in zip(classes, variants)]))
+
+
+def pick_variants(bank: dict, classes: list[str], gen: torch.Generator, main_prob: float = 0.5) -> list[int]:
+    """Per class, which text variant an episode reads: the main text (0) with ``main_prob``."""
+    picks = []
     for c in classes:
         v = bank[c]
         if len(v) == 1 or float(torch.rand(1, generator=gen)) < main_prob:
-            rows.append(v[0])
+            picks.append(0)
         else:
-            rows.append(v[1 + int(torch.randint(len(v) - 1, (1,), generator=gen))])
-    return torch.stack(rows)
+            picks.append(1 + int(torch.randint(len(v) - 1, (1,), generator=gen)))
+    return picks
 
 
 # ----------------------------------------------------------------------------- train / score
 def train_probe(kind: str, maps, labels, train_classes, bank, *, seed: int, steps: int, k: int = 25, batch: int = 64,
-                hard: bool = False, lr: float = 1e-3) -> Probe:
+                hard: bool = False, lr: float = 1e-3, sents: dict | None = None) -> Probe:
     torch.manual_seed(seed)
     model = Probe(kind)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
@@ -236,7 +350,9 @@ def train_probe(kind: str, maps, labels, train_classes, bank, *, seed: int, step
         z = maps[torch.tensor(idx), views]
         if rng.random() < 0.5:
             z = z.flip(-1)
-        logits = model(z, pick_texts(bank, cls, gen))
+        picks = pick_variants(bank, cls, gen)
+        text = torch.stack([bank[c][v] for c, v in zip(cls, picks)])
+        logits = model(z, text, sentence_cond(sents, cls, picks) if kind in SENTENCE_KINDS else "same")
         loss = F.cross_entropy(logits, y, label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -246,7 +362,8 @@ def train_probe(kind: str, maps, labels, train_classes, bank, *, seed: int, step
 
 
 @torch.no_grad()
-def score(model: Probe, maps, labels, classes, bank, control_classes, *, draws: int = 3, seed: int = 0) -> dict:
+def score(model: Probe, maps, labels, classes, bank, control_classes, *, draws: int = 3, seed: int = 0,
+          sents: dict | None = None) -> dict:
     """Paper protocol (K-way over ``classes``) and hard5 with the language control."""
     z_all = maps[:, 0]
     text = torch.stack([bank[c][0] for c in classes])
@@ -256,25 +373,35 @@ def score(model: Probe, maps, labels, classes, bank, control_classes, *, draws: 
     def logits_for(idx_rows, rows_text, cond_text):
         return torch.cat([model(z_all[idx_rows[s:s + 32]], rows_text, cond_text) for s in range(0, len(idx_rows), 32)])
 
+    def cond(names, text_of_names):
+        """What conditions the network for these classes: their main texts' sentences
+        (sentence kinds) or their main-text embeddings (the same tensor as the rows when they are
+        the rows' own classes, which csra tests by identity)."""
+        return sentence_cond(sents, names, [0] * len(names)) if model.kind in SENTENCE_KINDS else text_of_names
+
     every = torch.arange(len(labels))
     res = {"paper": {}, "hard5": {}}
-    true = per_class_accuracy(logits_for(every, text, text), labels, len(classes))["top1"]
+    true = per_class_accuracy(logits_for(every, text, cond(classes, text)), labels, len(classes))["top1"]
     plain = per_class_accuracy(logits_for(every, text, None), labels, len(classes))["top1"]
     swapped = []
     for _ in range(draws):
-        other = torch.stack([bank[c][0] for c in rng.sample(ctrl, len(classes))])
+        names = rng.sample(ctrl, len(classes))
+        other = cond(names, torch.stack([bank[c][0] for c in names]))
         swapped.append(per_class_accuracy(logits_for(every, text, other), labels, len(classes))["top1"])
     res["paper"] = {"top1": true, "no_adaptation": plain, "swapped_adaptation": statistics.median(swapped),
                     "language_gain": true - statistics.median(swapped)}
     tasks = nearest_by_embedding(list(classes), text, 5)
     per, per_plain, per_sw = [], [], [[] for _ in range(draws)]
-    others = [torch.stack([bank[c][0] for c in rng.sample(ctrl, 5)]) for _ in range(draws)]
+    others = []
+    for _ in range(draws):
+        names = rng.sample(ctrl, 5)
+        others.append(cond(names, torch.stack([bank[c][0] for c in names])))
     for c, task in tasks.items():
         ti = [classes.index(t) for t in task]
         rows = torch.cat([(labels == i).nonzero().flatten() for i in ti])
         y = torch.tensor([ti.index(int(labels[r])) for r in rows])
         t = text[ti]
-        per.append(per_class_accuracy(logits_for(rows, t, t), y, 5)["per_class_top1"][0])
+        per.append(per_class_accuracy(logits_for(rows, t, cond(task, t)), y, 5)["per_class_top1"][0])
         per_plain.append(per_class_accuracy(logits_for(rows, t, None), y, 5)["per_class_top1"][0])
         for d in range(draws):
             per_sw[d].append(per_class_accuracy(logits_for(rows, t, others[d]), y, 5)["per_class_top1"][0])
@@ -294,6 +421,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--hard", action="store_true", help="half the episodes: a class and its nearest classes")
+    ap.add_argument("--mix", nargs="*", type=float, default=[],
+                    help="sentence kinds: also score with the learned conditioning scaled by each κ (1 = as trained)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -304,7 +433,8 @@ def main() -> None:
     split = resolve_split(root, args.split, cub)
     train_classes, eval_classes = split["train"], split[args.part]
     te = TextEncoder()
-    bank = class_texts(root, train_classes + eval_classes, te, seed=0)
+    bank, texts = class_texts(root, train_classes + eval_classes, te, seed=0)
+    sents = sentence_sets(te, texts) if set(args.candidates) & set(SENTENCE_KINDS) else None
     recs_train = [cub.records[i] for c in train_classes for i in cub.indices(c)]
     recs_eval = [cub.records[i] for c in eval_classes for i in cub.indices(c)]
     t0 = time.time()
@@ -323,11 +453,26 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             t = time.time()
-            model = train_probe(kind, tr_maps, tr_y, train_classes, bank, seed=seed, steps=args.steps, hard=args.hard)
-            r = score(model, ev_maps, ev_y, eval_classes, bank, train_classes, seed=seed)
+            model = train_probe(kind, tr_maps, tr_y, train_classes, bank, seed=seed, steps=args.steps, hard=args.hard,
+                                sents=sents)
+            r = score(model, ev_maps, ev_y, eval_classes, bank, train_classes, seed=seed, sents=sents)
             r["seed"], r["train_s"] = seed, round(time.time() - t, 1)
             if kind == "csra":
                 r["lambda"], r["temperature"] = model.lam.item(), model.log_temp.exp().item()
+            if kind in SENTENCE_KINDS:
+                r["lambda"] = model.lam.item()
+                r["mix"] = {}
+                rows = (train_probe("fc-only", tr_maps, tr_y, train_classes, bank, seed=seed, steps=args.steps,
+                                    hard=args.hard) if kind == "sentences-alone" else None)
+                for kappa in args.mix:                   # the same model, its conditioning scaled at scoring
+                    model.mix = kappa
+                    scored = model if rows is None else Fused(rows, model, kappa)
+                    r["mix"][str(kappa)] = score(scored, ev_maps, ev_y, eval_classes, bank, train_classes, seed=seed,
+                                                 sents=sents)
+                    print(f"  κ = {kappa}: paper {100 * r['mix'][str(kappa)]['paper']['top1']:.1f} "
+                          f"(gain {100 * r['mix'][str(kappa)]['paper']['language_gain']:+.1f})  hard5 "
+                          f"{100 * r['mix'][str(kappa)]['hard5']['top1']:.1f}", flush=True)
+                model.mix = 1.0
             runs.append(r)
             print(f"{kind:8s} seed {seed}: paper {100 * r['paper']['top1']:.1f} (gain {100 * r['paper']['language_gain']:+.1f}, "
                   f"no cond {100 * r['paper']['no_adaptation']:.1f})  hard5 {100 * r['hard5']['top1']:.1f} "
