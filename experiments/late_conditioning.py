@@ -49,7 +49,7 @@ while the classifier rows stay the true ones (``language_gain`` = top-1 − that
         --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-sentences-fconly.json
     .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates sentences \\
         --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-sentences.json
-    .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates sentences-match --mix 0.25 0.5 \\
+    .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates sentences-match \\
         --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-sentences-match.json
     .venv/bin/python experiments/late_conditioning.py --threads 1 --candidates sentences-alone --mix 0.25 0.5 1 \\
         --seeds 0 1 2 --steps 1500 --out experiments/results/late_conditioning-dev-sentences-alone.json
@@ -290,16 +290,16 @@ def class_texts(root, classes, te, seed: int):
 
 def sentence_sets(te: TextEncoder, texts: dict[str, list[str]]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per class: every text variant split into sentences (phrases, for the descriptor lists),
-    each embedded alone: ``[V, S, D]`` padded to the longest (at most ``MAX_SENTENCES``) and the
-    mask ``[V, S]``."""
+    each embedded alone: ``[V, S, D]`` padded to the longest text of any class (at most
+    ``MAX_SENTENCES``) and the mask ``[V, S]``."""
     split = {c: [split_sentences(t)[:MAX_SENTENCES] for t in ts] for c, ts in texts.items()}
     unique = sorted({x for ss in split.values() for s in ss for x in s})
     emb = dict(zip(unique, sentence_embeddings(te, unique)))
+    width = max(len(s) for ss in split.values() for s in ss)
     out = {}
     for c, ss in split.items():
-        n = max(len(s) for s in ss)
-        vec = torch.zeros(len(ss), n, emb[unique[0]].shape[-1])
-        mask = torch.zeros(len(ss), n, dtype=torch.bool)
+        vec = torch.zeros(len(ss), width, emb[unique[0]].shape[-1])
+        mask = torch.zeros(len(ss), width, dtype=torch.bool)
         for v, sents in enumerate(ss):
             vec[v, :len(sents)] = torch.stack([emb[x] for x in sents])
             mask[v, :len(sents)] = True
@@ -308,12 +308,11 @@ def sentence_sets(te: TextEncoder, texts: dict[str, list[str]]) -> dict[str, tup
 
 
 def sentence_cond(sents: dict, classes: list[str], variants: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One class set's sentences ``[K, S, D]`` and mask ``[K, S]``, variant ``variants[k]`` of class k."""
-    n = max(int(sents[c][1][v].sum()) for c, v in zip(classes, variants))
-    return (torch.stack([sents[c][0][v, :n] if sents[c][0].shape[1] >= n else
-                         F.pad(sents[c][0][v], (0, 0, 0, n - sents[c][0].shape[1])) for c, v in zip(classes, variants)]),
-            torch.stack([sents[c][1][v, :n] if sents[c][1].shape[1] >= n else
-                         F.pad(sents[c][1][v], (0, n - sents[c][1].shape[1])) for c, v in zip(classes, variants)]))
+    """One class set's sentences ``[K, S, D]`` and mask ``[K, S]``, variant ``variants[k]`` of class k,
+    cut to the longest of them."""
+    mask = torch.stack([sents[c][1][v] for c, v in zip(classes, variants)])
+    n = int(mask.sum(1).max())
+    return torch.stack([sents[c][0][v, :n] for c, v in zip(classes, variants)]), mask[:, :n]
 
 
 def pick_variants(bank: dict, classes: list[str], gen: torch.Generator, main_prob: float = 0.5) -> list[int]:

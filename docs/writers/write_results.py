@@ -464,16 +464,26 @@ def full_stage_section() -> list[str]:
     return out
 
 
+PROBE_HEADER = ["| {0} | seeds | paper top-1 | paper language_gain | hard5 top-1 | hard5 language_gain | paper top-1 by seed |",
+                "| --- | --- | --- | --- | --- | --- | --- |"]
+
+
+def probe_row(name: str, results: list[dict]) -> str:
+    """One table row from per-seed probe results (each ``{"paper": {...}, "hard5": {...}}``): top-1
+    and language_gain, mean ± sd over the seeds, and each seed's paper top-1."""
+    def ms(proto: str, key: str) -> str:
+        xs = [r[proto][key] for r in results]
+        sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        return f"{100 * statistics.mean(xs):.1f} ± {100 * sd:.1f}"
+    by_seed = ", ".join(f"{100 * r['paper']['top1']:.1f}" for r in results)
+    return (f"| {name} | {len(results)} | {ms('paper', 'top1')} | {ms('paper', 'language_gain')} | "
+            f"{ms('hard5', 'top1')} | {ms('hard5', 'language_gain')} | {by_seed} |")
+
+
 def probe_table(report: dict) -> str:
     """Candidates × (paper, hard5): top-1 and language_gain, mean ± sd over the seeds, and each seed."""
-    lines = ["| candidate | seeds | paper top-1 | paper language_gain | hard5 top-1 | hard5 language_gain | paper top-1 by seed |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, r in report["runs"].items():
-        s = r["summary"]
-        ms = lambda k: f"{100 * s[k]['mean']:.1f} ± {100 * s[k]['sd']:.1f}"
-        by_seed = ", ".join(f"{100 * x['paper']['top1']:.1f}" for x in r["seeds"])
-        lines.append(f"| {name} | {len(r['seeds'])} | {ms('paper_top1')} | {ms('paper_language_gain')} | "
-                     f"{ms('hard5_top1')} | {ms('hard5_language_gain')} | {by_seed} |")
+    lines = [PROBE_HEADER[0].format("candidate"), PROBE_HEADER[1]]
+    lines += [probe_row(name, r["seeds"]) for name, r in report["runs"].items()]
     return "\n".join(lines)
 
 
@@ -599,14 +609,8 @@ def fusion_table(run: dict) -> str:
                                           for p in ("paper", "hard5")} for x in seeds]),
             ("sentence match alone", seeds)]
     rows += [(f"fc-only + {k} × match", [x["mix"][k] for x in seeds]) for k in kappas]
-    lines = ["| model | seeds | paper top-1 | paper language_gain | hard5 top-1 | hard5 language_gain | paper top-1 by seed |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, rs in rows:
-        ms = lambda proto, key: (f"{100 * statistics.mean(r[proto][key] for r in rs):.1f} ± "
-                                 f"{100 * statistics.stdev(r[proto][key] for r in rs):.1f}")
-        by_seed = ", ".join(f"{100 * r['paper']['top1']:.1f}" for r in rs)
-        lines.append(f"| {name} | {len(rs)} | {ms('paper', 'top1')} | {ms('paper', 'language_gain')} | "
-                     f"{ms('hard5', 'top1')} | {ms('hard5', 'language_gain')} | {by_seed} |")
+    lines = [PROBE_HEADER[0].format("model"), PROBE_HEADER[1]]
+    lines += [probe_row(name, rs) for name, rs in rows]
     return "\n".join(lines)
 
 
