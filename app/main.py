@@ -20,7 +20,8 @@ runtime.setup()        # offline, malloc tuning: before any model loads
 from n3core.data import DESCRIPTION_SETS, SPLITS, DataError, resolve_data_root
 from n3core.explain import SALIENCY_METHODS
 from n3core.figures import (ab_accuracy_figure, accuracy_figure, confusion_figure, control_figure, evidence_html,
-                            evidence_sentences, norms_figure, probability_bars_html, saliency_figure, shift_figure)
+                            evidence_sentences, norms_figure, probability_bars_html, saliency_figure,
+                            sentence_attention_figure, shift_figure)
 from n3core.meta import SynthesisError
 from n3core.synthesize import descriptions_from_pairs
 from n3core.workbench import (IMAGE_TYPES, Workbench, aligned_probabilities, control_descriptions, correct,
@@ -367,15 +368,16 @@ def network_view(wb: Workbench, syn) -> None:
         return wb.language_control(syn, [im for _, im in chosen], pool, source=source)
 
     try:
-        with st.spinner("Writing ΔΘ from other classes' descriptions (3 draws) and classifying…"):
+        with st.spinner("Writing the network from other classes' descriptions (3 draws) and classifying…"):
             control = memo(("control", syn.key, tuple(keys)), run_control)
     except (SynthesisError, DataError) as e:
         st.error(str(e))
         return
     labels = [label_from_filename(k, syn.names) for k in keys]
     s = control.summary(labels)
+    what = "adaptation ΔΘ and its sentence match" if wb.sentence_match is not None else "adaptation ΔΘ"
     st.caption(f"The full classifier keeps the classification layer written from your descriptions; only the "
-               f"network's adaptation ΔΘ changes: written from your descriptions, from {len(control.drawn[0])} "
+               f"network's {what} change: written from your descriptions, from {len(control.drawn[0])} "
                f"other classes' descriptions ({md(control.source)}; {s['draws']} draws, fixed seeds), or none. "
                "Shuffling your own descriptions among your classes would not do: ΔΘ is written from the class "
                "set as a whole, whatever the order.")
@@ -526,6 +528,9 @@ def explain_view(wb: Workbench, syn) -> None:
                f"the full adaptation looks more, blue where fc-only does; its largest value here is "
                f"{maps['difference_peak']:.2f} of that unit.")
 
+    if wb.sentence_match is not None:
+        sentence_view(wb, syn, k, image, label)
+
     st.subheader("Which words argued for and against")
     with st.spinner("Computing token evidence…"):
         ev = memo(("tokens", syn.key, k, label), lambda: wb.evidence(syn, image, label))
@@ -536,6 +541,21 @@ def explain_view(wb: Workbench, syn) -> None:
     for cls, _ in ev.negative_classes[:3]:
         st.markdown(f"**{md(cls)}** (argues against it, red) · p = {ev.probabilities[cls]:.1%}")
         st.html(f"<div style='line-height:1.8'>{evidence_html(syn.descriptions[cls], ev.words[cls], positive=False, scale=scale)}</div>")
+
+
+def sentence_view(wb: Workbench, syn, k: str, image, label: str) -> None:
+    st.subheader(f"Where each sentence of {md(label)}'s description looked")
+    with st.spinner("Reading the sentence match…"):
+        att = memo(("sentences", syn.key, k, label), lambda: wb.sentence_attention(syn, image, label))
+    st.plotly_chart(sentence_attention_figure(att), key="sentence_attention", config={"displayModeBar": False})
+    st.caption(f"The full classifier adds κ = {wb.sentence_match:g} × a sentence match to its logits: each sentence "
+               f"of the description looks somewhere in the photo (red: where, each map scaled to its own peak) and is "
+               f"scored by how well that region fits it. The sentences added {att['match_logit']:+.2f} to this "
+               f"label's logit ({att['logit']:+.2f} in all). Shown: the six that added or took away most.")
+    order = sorted(range(len(att["sentences"])), key=lambda i: -abs(float(att["contribution"][i])))
+    st.markdown("\n".join(
+        f"- **#{i + 1}** {md(att['sentences'][i])} — adds {float(att['contribution'][i]):+.2f} "
+        f"(match {float(att['cosine'][i]):+.2f}, weight {float(att['weight'][i]):.0%})" for i in order))
 
 
 # ---------------------------------------------------------------------------- batch
@@ -612,8 +632,9 @@ def main() -> None:
                 ss.edit_number = ss.get("edit_number", 0) + 1
             ss.before, ss.current = ss.get("current"), syn
         reused = " Only names changed: both networks were reused." if syn.ms == 0 and syn.encoded == 0 else ""
-        st.success(f"Synthesized a {len(syn.names)}-way classifier (full adaptation of every backbone layer, and "
-                   f"fc-only) in {syn.ms:.0f} ms; {syn.encoded} description(s) re-encoded.{reused}")
+        match = " plus a sentence match" if wb.sentence_match is not None else ""
+        st.success(f"Synthesized a {len(syn.names)}-way classifier (full adaptation of every backbone layer{match}, "
+                   f"and fc-only) in {syn.ms:.0f} ms; {syn.encoded} description(s) re-encoded.{reused}")
         if syn.truncated:
             st.warning("Truncated to the token limit: " + ", ".join(md(t) for t in syn.truncated))
     except (SynthesisError, DataError) as e:

@@ -37,6 +37,7 @@ __all__ = [
     "Preprocess",
     "available_backbones",
     "create_backbone",
+    "feature_map",
     "imagenet_class_names",
 ]
 
@@ -125,6 +126,22 @@ class Backbone:
         """What a checkpoint records to check it is loaded onto the same architecture."""
         return {"name": self.name, "feature_dim": self.feature_dim,
                 "tensors": [[t.name, list(t.shape)] for t in self.tensors]}
+
+
+def feature_map(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The map a backbone module feeds to its global average pooling: normalised images
+    ``[B, 3, H, W]`` → ``[B, C, h, w]`` (Lite0: ``[B, 1280, 7, 7]`` at 224 px, after the head's
+    BatchNorm and ReLU6; ResNet-18: ``layer4``'s output). ``module(x)`` is its spatial mean."""
+    if hasattr(module, "forward_features"):                     # timm models
+        return module.forward_features(x)
+    if hasattr(module, "layer4"):                               # torchvision ResNets
+        m = module
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+    if (isinstance(module, nn.Sequential) and len(module) > 2 and isinstance(module[-2], nn.AdaptiveAvgPool2d)
+            and isinstance(module[-1], nn.Flatten)):            # conv stack + average pool + flatten
+        return module[:-2](x)
+    raise BackboneError(f"cannot find the feature map of a {type(module).__name__} backbone")
 
 
 def adaptable_tensors(module: nn.Module) -> list[AdaptableTensor]:

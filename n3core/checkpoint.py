@@ -242,10 +242,16 @@ def latest_checkpoint(run_dir: str | Path, prefix: str = "step-") -> Path | None
     return None
 
 
-def package_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, provenance: dict | None = None) -> Path:
+def package_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, provenance: dict | None = None,
+                       kappa: float | None = None) -> Path:
     """Copy a training checkpoint as a shippable one: weights only (no optimiser), fp16 by
-    default, training metadata kept, plus ``mu`` and any ``provenance`` notes."""
+    default, training metadata kept, plus ``mu`` and any ``provenance`` notes. ``kappa``: the
+    sentence match's weight to ship (one chosen on a dev split after training)."""
     weights, info, _ = load_checkpoint(src)
+    if kappa is not None:
+        if "sentence_match" not in info:
+            raise CheckpointError(f"{src} has no sentence match to set kappa for")
+        info["sentence_match"]["config"]["kappa"] = float(kappa)
     keep = {k: v for k, v in info.items() if k not in ("optimizer_tree", "files", "format", "version", "saved_at", "dtype")}
     keep["train_state"] = {"history": info.get("train_state", {}).get("history", [])}
     if "mu" in weights:

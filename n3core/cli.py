@@ -78,13 +78,30 @@ def _evaluate(args) -> int:
             control = {c: t for c, t in control.items() if c not in descriptions}
     report = evaluate_protocol(synth, descriptions, images, protocol=args.protocol, permutations=args.permutations,
                                control_descriptions=control, control_draws=args.control_draws,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, kappa=args.kappa)
     report.update({"checkpoint": str(args.checkpoint), "split": args.split, "part": args.part,
                    "descriptions_set": args.descriptions_set if args.split else str(args.descriptions)})
     print(format_summary(report))
     if args.out:
         write_report(report, args.out)
         print(f"[n3] report written to {args.out}")
+    return 0
+
+
+def _train_match(args) -> int:
+    from .sentence_match import MatchConfig, MatchTrainConfig, train_sentence_match
+
+    if args.preset:
+        args.split = f"preset:{args.preset}"
+    overrides = {k: v for k, v in (("split", args.split), ("data", args.data), ("steps", args.steps),
+                                   ("k", args.k), ("seed", args.seed), ("threads", args.threads)) if v is not None}
+    if Path(args.out).exists():
+        raise FileExistsError(f"{args.out} exists; choose a new --out (a checkpoint is never overwritten)")
+    record = train_sentence_match(args.checkpoint, args.out, MatchTrainConfig.from_dict(overrides),
+                                  MatchConfig(kappa=args.kappa), progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in record.items() if k != "history"} | {"final_loss": record["history"][-1]["loss"]},
+                     indent=1))
+    print(f"[n3] checkpoint with a sentence match written to {args.out}")
     return 0
 
 
@@ -150,7 +167,7 @@ def _package(args) -> int:
     from .checkpoint import package_checkpoint
 
     prov = dict(kv.split("=", 1) for kv in args.note) if args.note else None
-    path = package_checkpoint(args.checkpoint, args.out, half=not args.fp32, provenance=prov)
+    path = package_checkpoint(args.checkpoint, args.out, half=not args.fp32, provenance=prov, kappa=args.kappa)
     size = sum(p.stat().st_size for p in Path(path).iterdir()) / 1e6
     print(f"[n3] packaged {args.checkpoint} → {path} ({size:.1f} MB)")
     return 0
@@ -204,10 +221,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="language control: draws of other classes' descriptions that ΔΘ is written from")
     e.add_argument("--control-descriptions", default=None,
                    help="with --images: descriptions .json of other classes for the language control")
+    e.add_argument("--kappa", type=float, default=None,
+                   help="weight of the checkpoint's sentence match in the logits (default: the checkpoint's)")
     e.add_argument("--out", default=None, help="write the JSON report here")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(fn=_evaluate)
+
+    m = sub.add_parser("train-match", help="train a sentence match on a checkpoint's frozen backbone "
+                                           "(writes a copy of the checkpoint with it)")
+    m.add_argument("--checkpoint", required=True, help="the N3 checkpoint whose classifiers the match joins")
+    m.add_argument("--out", required=True, help="the new checkpoint folder")
+    m.add_argument("--split", default=None, help="its train classes are the training classes (default ss0)")
+    m.add_argument("--preset", default=None, choices=sorted(PRESETS), help="same as --split preset:NAME")
+    m.add_argument("--data", default=None)
+    m.add_argument("--steps", type=int, default=None, help="episodes (default 1500)")
+    m.add_argument("--k", type=int, default=None, help="classes per episode (default 25)")
+    m.add_argument("--kappa", type=float, default=0.5, help="its weight in the logits (0.5: chosen on the dev split)")
+    m.add_argument("--seed", type=int, default=None)
+    m.add_argument("--threads", type=int, default=None)
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(fn=_train_match)
 
     s = sub.add_parser("synthesize", help="descriptions → a standalone classifier file")
     s.add_argument("--checkpoint", required=True)
@@ -219,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", required=True)
     k.add_argument("--fp32", action="store_true")
     k.add_argument("--note", action="append", help="KEY=VALUE recorded under provenance (repeatable)")
+    k.add_argument("--kappa", type=float, default=None, help="set the sentence match's weight (chosen on a dev split)")
     k.set_defaults(fn=_package)
 
     x = sub.add_parser("explain", help="token evidence, saliency (full vs fc-only), adaptation norms")

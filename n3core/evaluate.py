@@ -10,14 +10,17 @@ descriptions lie nearest to c's in the text encoder's sentence embedding; c's pe
 in its own task, averaged over the test classes. This is how people use the app (a handful of
 similar birds), and where a network written for the task should pay off most.
 
-The language control (full adaptation; both protocols), as fractions beside ``per_class_top1``:
+The language control (full adaptation, and any checkpoint with a sentence match; both
+protocols), as fractions beside ``per_class_top1``:
 
-* ``no_adaptation`` — the same classifier rows on the unadapted backbone Θ;
-* ``swapped_adaptation`` — the same classifier rows, with ΔΘ written from the descriptions of
-  K other classes (``control_descriptions``, the split's train classes), median of
-  ``control_draws`` seeded draws;
+* ``no_adaptation`` — the same classifier rows on the unadapted backbone Θ, without the
+  sentence match;
+* ``swapped_adaptation`` — the same classifier rows, with ΔΘ and the sentence match written
+  from the descriptions of K other classes (``control_descriptions``, the split's train
+  classes), median of ``control_draws`` seeded draws;
 * ``language_gain`` — ``per_class_top1`` minus ``swapped_adaptation``: what the task's own words
-  add through ΔΘ beyond what any description set does. 0 by construction for fc-only.
+  add through ΔΘ and the match beyond what any description set does. 0 by construction for
+  fc-only.
 
 Every photo goes through the model's one preprocessing spec (:mod:`n3core.preprocess`), the
 same as training, validation and ``SynthesizedClassifier.predict``.
@@ -77,31 +80,35 @@ def over_orders(top1: list[float], top5: list[float] | None = None) -> dict:
 
 
 class _Features:
-    """Backbone features ``[N, F]`` of the cached photos under a classifier's (adapted) backbone.
+    """What a classifier's :meth:`~n3core.synthesize.SynthesizedClassifier.head` reads of the
+    cached photos under its (adapted) backbone: pooled features ``[N, F]``, or feature maps
+    ``[N, C, h, w]`` for a classifier with a sentence match.
 
-    Memoised by the backbone's values: a classifier whose backbone equals one already run to
-    float precision (every fc-only classifier; the same ΔΘ under another class order) reuses
-    those features instead of a new backbone pass."""
+    Memoised by the backbone's values and that kind: a classifier whose backbone equals one
+    already run to float precision (every fc-only classifier; the same ΔΘ under another class
+    order) reuses those features instead of a new backbone pass."""
 
     def __init__(self, cache, batch_size: int):
         self.cache, self.batch_size = cache, batch_size
-        self.memo: list[tuple[dict, torch.Tensor]] = []     # (backbone values, features of all photos)
+        self.memo: list[tuple[dict, bool, torch.Tensor]] = []   # (backbone values, maps?, features of all photos)
         self.passes = self.reused = 0
 
     @torch.no_grad()
     def __call__(self, clf, rows: list[int] | None = None) -> torch.Tensor:
         bb = dict(clf.backbone.state_dict())
-        for state, feats in self.memo:
-            if all(torch.allclose(bb[n].float(), v.float(), rtol=1e-5, atol=1e-7) for n, v in state.items()):
+        maps = clf.words is not None
+        for state, kind, feats in self.memo:
+            if kind == maps and all(torch.allclose(bb[n].float(), v.float(), rtol=1e-5, atol=1e-7)
+                                    for n, v in state.items()):
                 self.reused += 1
                 return feats if rows is None else feats[torch.tensor(rows)]
         # an unadapted backbone serves every task: run it on all photos once, and keep it
-        whole = rows is None or clf.info.get("mode") == "fc-only"
+        whole = rows is None or not clf.info["adapted_backbone"]
         images = self.cache.images if whole else self.cache.images[torch.tensor(rows)]
-        feats = batched_features(clf.backbone, images, self.cache.spec, self.batch_size, clf.device)
+        feats = batched_features(clf.features, images, self.cache.spec, self.batch_size, clf.device)
         self.passes += 1
         if whole:
-            self.memo.append((bb, feats))
+            self.memo.append((bb, maps, feats))
         return feats[torch.tensor(rows)] if whole and rows is not None else feats
 
 
@@ -167,11 +174,13 @@ def nearest_by_embedding(names: list[str], emb: torch.Tensor, size: int = HARD_K
 
 def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, protocol: str = "paper",
                       permutations: int = 10, seed: int = 0, control_descriptions: dict[str, str] | None = None,
-                      control_draws: int = 3, batch_size: int = 64, progress: bool = True) -> dict:
+                      control_draws: int = 3, batch_size: int = 64, progress: bool = True,
+                      kappa: float | None = None) -> dict:
     """Run ``protocol`` for ``descriptions`` (class → text) over ``images`` (an ImageSet of
     exactly those classes). ``control_descriptions``: descriptions of other classes (the
-    split's train classes) that the language control writes ΔΘ from. Returns the JSON-able
-    report."""
+    split's train classes) that the language control writes ΔΘ (and the sentence match) from.
+    ``kappa``: the sentence match's weight, instead of the checkpoint's (choosing it on a dev
+    split). Returns the JSON-able report."""
     from .imagecache import ImageCache
 
     if protocol not in PROTOCOLS:
@@ -186,12 +195,12 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, prot
     t0 = time.time()
     cache = ImageCache(images.records, synthesizer.preprocess, progress=progress)
     features = _Features(cache, batch_size)
-    full = synthesizer.config.mode == "full"
+    full = synthesizer.config.mode == "full" or synthesizer.match is not None    # language-written network parts
     run = _paper if protocol == "paper" else _hard5
     report = run(synthesizer, descriptions, cache, features, full=full, permutations=permutations, seed=seed,
-                 control=control_descriptions if full else None, draws=control_draws, progress=progress)
+                 control=control_descriptions if full else None, draws=control_draws, progress=progress, kappa=kappa)
     top1 = report["per_class_top1"]["median"]
-    if not full:        # no ΔΘ: nothing for the words to shape beyond the classifier rows
+    if not full:        # no ΔΘ, no sentence match: nothing for the words to shape beyond the classifier rows
         report.update(no_adaptation=top1, swapped_adaptation=top1, language_gain=0.0)
     elif report.get("swapped_adaptation") is not None:
         report["language_gain"] = top1 - report["swapped_adaptation"]
@@ -202,18 +211,20 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, prot
                    "backbone_passes": features.passes, "backbone_passes_reused": features.reused,
                    "control_draws": control_draws if full and control_descriptions else 0,
                    "preprocess": synthesizer.preprocess.to_dict(),
-                   "mu": float(synthesizer.model.meta.mu.detach()), "gamma": float(synthesizer.config.gamma)})
+                   "mu": float(synthesizer.model.meta.mu.detach()), "gamma": float(synthesizer.config.gamma),
+                   "sentence_match_kappa": (synthesizer.match.cfg.kappa if kappa is None else kappa)
+                   if synthesizer.match is not None else None})
     return report
 
 
-def _paper(synth, descriptions, cache, features, *, full, permutations, seed, control, draws, progress) -> dict:
+def _paper(synth, descriptions, cache, features, *, full, permutations, seed, control, draws, progress, kappa) -> dict:
     classes = list(descriptions)
     orders = class_orders(classes, permutations, seed)
     top1, top5, plain, per_class_runs = [], [], [], []
     # the unadapted backbone's features (the no-ΔΘ control): one pass, whatever the order
     plain_feats = features(synth.synthesize(descriptions, mode="fc-only")) if full else None
     for order in tqdm(orders, desc="class-order permutations", disable=not progress):
-        clf = synth.synthesize({c: descriptions[c] for c in order})
+        clf = synth.synthesize({c: descriptions[c] for c in order}, kappa=kappa)
         idx = {c: i for i, c in enumerate(order)}
         labels = torch.tensor([idx[r.label] for r in cache.records])
         res = _accuracy(clf, features(clf), labels, len(order))
@@ -230,14 +241,14 @@ def _paper(synth, descriptions, cache, features, *, full, permutations, seed, co
         swapped = []
         for other in tqdm(_control_sets(control, len(classes), draws, seed), desc="language control",
                           disable=not progress):
-            clf = synth.synthesize(descriptions, delta_from=other)
+            clf = synth.synthesize(descriptions, delta_from=other, kappa=kappa)
             swapped.append(_accuracy(clf, features(clf), labels, len(classes))["top1"])
         report["swapped_adaptation"] = statistics.median(swapped) if swapped else None
         report["swapped_adaptation_all"] = swapped
     return report
 
 
-def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, control, draws, progress) -> dict:
+def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, control, draws, progress, kappa) -> dict:
     tasks = nearest_tasks(synth, descriptions)
     rows_of: dict[str, list[int]] = {}
     for i, r in enumerate(cache.records):
@@ -248,13 +259,13 @@ def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, co
         rows = [i for t in task for i in rows_of[t]]
         labels = torch.tensor([task.index(cache.records[i].label) for i in rows])
         sub = {t: descriptions[t] for t in task}
-        clf = synth.synthesize(sub)
+        clf = synth.synthesize(sub, kappa=kappa)
         per_class[c] = _accuracy(clf, features(clf, rows), labels, HARD_K)["per_class_top1"][0]
         if full:
             base = synth.synthesize(sub, mode="fc-only")
             plain[c] = _accuracy(clf, features(base, rows), labels, HARD_K)["per_class_top1"][0]
             for other in others:
-                sw = synth.synthesize(sub, delta_from=other)
+                sw = synth.synthesize(sub, delta_from=other, kappa=kappa)
                 swapped[c].append(_accuracy(sw, features(sw, rows), labels, HARD_K)["per_class_top1"][0])
     mean = sum(per_class.values()) / len(per_class)
     report = {**over_orders([mean]), "permutations": 1,
@@ -276,12 +287,14 @@ def format_summary(report: dict) -> str:
     line += (f"  (median of {report['permutations']} class orders; chance {100 / report['classes']:.1f}%)"
              if proto == "paper" else f"  (each class in a {HARD_K}-way task of its nearest classes; chance {100 / HARD_K:.0f}%)")
     gain = report.get("language_gain")
-    if report.get("mode") == "full":
+    if report.get("mode") == "full" or report.get("sentence_match_kappa") is not None:
         if gain is None:
             line += "\n  language control: not run (no control descriptions: give a split, or --control-descriptions)"
         else:
-            line += (f"\n  language control: no ΔΘ {report['no_adaptation'] * 100:.1f}%, ΔΘ from other classes' "
-                     f"descriptions {report['swapped_adaptation'] * 100:.1f}%, language_gain {gain * 100:+.1f} points")
+            what = "ΔΘ and sentence match" if report.get("sentence_match_kappa") is not None else "ΔΘ"
+            line += (f"\n  language control: no {what} {report['no_adaptation'] * 100:.1f}%, {what} from other "
+                     f"classes' descriptions {report['swapped_adaptation'] * 100:.1f}%, "
+                     f"language_gain {gain * 100:+.1f} points")
     elif gain is not None:
         line += "\n  language control: fc-only, language_gain 0 by construction"
     return line

@@ -10,6 +10,9 @@
 * :func:`saliency` — pixel saliency with captum (Saliency, IntegratedGradients, SmoothGrad),
   optionally smoothed; :func:`saliency_maps` gives the full-adaptation and fc-only maps and
   their difference in one unit, so one colour scale reads all three (figure 4).
+* :func:`sentence_attention` — for a classifier with a sentence match: where each sentence of a
+  class's description looked in the photo, how well that region matched it, and how much it
+  added to the class's logit.
 * :func:`adaptation_norms` — ‖μ·ΔΘ‖₂, ‖Θ‖₂ and their ratio per adapted tensor (figure 6), and
   what an edit of the descriptions moved: ‖μ·(ΔΘ − ΔΘ_before)‖₂.
 """
@@ -26,7 +29,7 @@ from .text import split_sentences
 
 __all__ = ["SALIENCY_METHODS", "Word", "Evidence", "token_evidence", "sentence_ablation", "saliency", "shared_scale",
            "adaptation_norms", "norms_figure", "heatmap_overlay", "merge_word_pieces", "model_rgb",
-           "saliency_overlays", "saliency_maps", "gaussian_blur"]
+           "saliency_overlays", "saliency_maps", "gaussian_blur", "sentence_attention"]
 
 
 # Function words carry large gradients (attention sinks) but no visual meaning; they are
@@ -254,6 +257,38 @@ def saliency_maps(classifiers: dict, image, target: int | None = None, method: s
         out.update(difference=diff, difference_peak=float(diff.abs().max()))
     out.update(image=model_rgb(first, image), target=target)
     return out
+
+
+@torch.no_grad()
+def sentence_attention(clf: SynthesizedClassifier, image, target: int | None = None) -> dict:
+    """Where each sentence of class ``target``'s description (default: the prediction) looked
+    in one image, through the classifier's sentence match. Returns ``sentences`` (S strings),
+    ``attention`` ``[S, H, W]`` (each map upsampled to the model's view and divided by its own
+    maximum, so in [0, 1]), ``cosine`` ``[S]`` (how well the attended region matched the
+    sentence, in [-1, 1]), ``weight`` ``[S]`` (how much the sentence counts; sums to 1),
+    ``contribution`` ``[S]`` (what it added to the logit: kappa × scale × weight × cosine),
+    ``match_logit`` and ``logit`` (the class's whole logit), ``target`` and ``image`` (RGB
+    ``[3, H, W]``, as the model sees it)."""
+    from .backbones import feature_map
+
+    if clf.words is None:
+        raise ValueError("this classifier has no sentence match (a checkpoint trained with train-match has one)")
+    x = _as_batch(clf, image).to(clf.device)
+    fmap = feature_map(clf.backbone, x)
+    logits = clf.head(fmap)[0]
+    target = int(logits.argmax()) if target is None else int(target)
+    d = clf.words.attention(fmap)
+    n = len(clf.words.sentences[target])
+    att = d["attention"][0, target, :n].float().cpu()                           # [S, h, w]
+    S = x.shape[-1]
+    up = F.interpolate(att[:, None], size=(S, S), mode="bilinear", align_corners=False)[:, 0]
+    up = up / up.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
+    cos = d["cosine"][0, target, :n].float().cpu()
+    w = d["weight"][target, :n].float().cpu()
+    k = clf.words.kappa * clf.words.scale
+    return {"sentences": list(clf.words.sentences[target]), "attention": up, "cosine": cos, "weight": w,
+            "contribution": k * w * cos, "match_logit": float(d["logit"][0, target]), "logit": float(logits[target]),
+            "target": target, "image": model_rgb(clf, image)}
 
 
 @torch.no_grad()

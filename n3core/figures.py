@@ -6,6 +6,7 @@
 * :func:`shift_figure` — what an edit did to every photo: Δp per photo and class, both modes.
 * :func:`control_figure` — the language control: own ΔΘ vs other texts' ΔΘ vs none, per photo.
 * :func:`saliency_figure` — full, fc-only and their difference over the photo, one colour bar.
+* :func:`sentence_attention_figure` — where each sentence of a description looked in a photo.
 * :func:`ab_accuracy_figure` — per-class accuracy under description A vs B.
 * :func:`confusion_figure` — a row-normalised confusion matrix heat map.
 * :func:`accuracy_figure` — per-class accuracy of both classifiers.
@@ -24,7 +25,7 @@ from typing import Sequence
 import torch
 
 __all__ = ["probability_figure", "probability_bars_html", "shift_figure", "control_figure", "saliency_figure",
-           "ab_accuracy_figure", "confusion_figure", "accuracy_figure", "norms_figure", "evidence_html",
+           "sentence_attention_figure", "ab_accuracy_figure", "confusion_figure", "accuracy_figure", "norms_figure", "evidence_html",
            "evidence_sentences", "FULL_COLOUR", "FC_COLOUR", "MODE_COLOURS"]
 
 FULL_COLOUR = "#1f77b4"
@@ -149,6 +150,45 @@ def saliency_figure(maps: dict, titles: Sequence[str] = ("full adaptation", "fc-
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
     fig.update_layout(height=330, margin=dict(l=0, r=0, t=30, b=0))
+    return fig
+
+
+def _photo_source(rgb_chw: torch.Tensor) -> str:
+    import base64
+    import io as _io
+
+    from PIL import Image
+
+    rgb = (rgb_chw.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+    buf = _io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def sentence_attention_figure(att: dict, top: int = 6, cols: int = 3):
+    """The photo once per sentence, with that sentence's attention laid over it
+    (:func:`n3core.explain.sentence_attention`): the ``top`` sentences by the size of what
+    they added to the logit, each titled with its number, that contribution and its match
+    (cosine). Maps are shown at 1/4 resolution."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    order = sorted(range(len(att["sentences"])), key=lambda i: -abs(float(att["contribution"][i])))[:top]
+    rows = max(1, -(-len(order) // cols))
+    titles = [f"#{i + 1}: {float(att['contribution'][i]):+.2f} (match {float(att['cosine'][i]):+.2f})" for i in order]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.08)
+    src = _photo_source(att["image"])
+    S = att["image"].shape[-1]
+    step = max(1, S // 56)
+    for j, i in enumerate(order):
+        r, c = j // cols + 1, j % cols + 1
+        z = att["attention"][i][::step, ::step]
+        fig.add_trace(go.Image(source=src, hoverinfo="skip"), r, c)
+        fig.add_trace(go.Heatmap(z=z.tolist(), x0=step / 2, dx=step, y0=step / 2, dy=step, zmin=-1, zmax=1,
+                                 zsmooth="best", colorscale=_OVERLAY_SCALE, showscale=False, hoverinfo="skip"), r, c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=300 * rows, margin=dict(l=0, r=0, t=30, b=0))
     return fig
 
 

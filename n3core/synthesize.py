@@ -25,11 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import Backbone, create_backbone
+from .backbones import Backbone, create_backbone, feature_map
 from .checkpoint import CheckpointError, load_checkpoint
 from .meta import Adaptation, N3Config, N3Model, SynthesisError
 from .preprocess import PreprocessSpec
 from .runtime import pick_device
+from .sentence_match import WEIGHT_PREFIX, MatchConfig, SentenceHead, SentenceMatch, sentence_bank
 from .text import EncodedTexts, TextEncoder
 
 __all__ = ["Synthesizer", "SynthesizedClassifier", "check_descriptions", "class_key", "descriptions_from_pairs"]
@@ -85,7 +86,9 @@ def _prepare(spec: PreprocessSpec, images) -> torch.Tensor:
 
 
 class SynthesizedClassifier(nn.Module):
-    """A K-way image classifier: adapted backbone + new classification layer.
+    """A K-way image classifier: adapted backbone + new classification layer, and (checkpoints
+    with a sentence match) the per-class :class:`~n3core.sentence_match.SentenceHead` written
+    from the same descriptions, whose term is added to the layer's logits.
 
     ``forward(x)``: normalised images ``[B, 3, S, S]`` → logits ``[B, K]``.
     ``predict(images)``: PIL images or a normalised batch → probabilities ``[B, K]``.
@@ -93,9 +96,11 @@ class SynthesizedClassifier(nn.Module):
 
     def __init__(self, backbone_module: nn.Module, fc_weight: torch.Tensor, fc_bias: torch.Tensor,
                  logit_scale: float, cosine: bool, class_names: Sequence[str], spec: PreprocessSpec,
-                 info: dict | None = None, feature_center: torch.Tensor | None = None):
+                 info: dict | None = None, feature_center: torch.Tensor | None = None,
+                 words: SentenceHead | None = None):
         super().__init__()
         self.backbone = backbone_module
+        self.words = words
         center = feature_center.detach().clone() if feature_center is not None else torch.zeros(fc_weight.shape[1])
         self.register_buffer("center", center)
         w = F.normalize(fc_weight, dim=-1) * logit_scale if cosine else fc_weight
@@ -116,10 +121,21 @@ class SynthesizedClassifier(nn.Module):
         return self.fc.weight.device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        return self.head(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What :meth:`head` needs of normalised images ``[B, 3, S, S]``: pooled features
+        ``[B, F]``, or with a sentence match the backbone's feature map ``[B, C, h, w]``."""
+        return self.backbone(x) if self.words is None else feature_map(self.backbone, x)
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``[B, F]`` → logits ``[B, K]``."""
+        """Features → logits ``[B, K]``. A feature map ``[B, C, h, w]``: pooled and scored by the
+        classification layer, plus the sentence match's term when there is one. Pooled
+        features ``[B, F]``: the classification layer alone (what the language control's
+        "no adaptation" reads)."""
+        if features.dim() == 4:
+            logits = self.head(features.mean((2, 3)))
+            return logits if self.words is None else logits + self.words(features)
         features = features - self.center
         if self.cosine:
             features = F.normalize(features, dim=-1)
@@ -166,10 +182,12 @@ class Synthesizer:
     classifiers. Thread-safe for concurrent ``synthesize`` calls: the models are never mutated;
     the only shared state is content-keyed caches (text states, label embeddings)."""
 
-    def __init__(self, model: N3Model, text_encoder: TextEncoder, info: dict | None = None):
+    def __init__(self, model: N3Model, text_encoder: TextEncoder, info: dict | None = None,
+                 match: SentenceMatch | None = None):
         self.model = model.eval()
         self.text_encoder = text_encoder
         self.info = info or {}
+        self.match = match.eval() if match is not None else None     # the sentence match, when trained
         self._labels: OrderedDict[str, torch.Tensor] = OrderedDict()   # description → Tokens2Label output [d]
         self._labels_key: tuple = ()
         self._labels_lock = threading.Lock()          # the cache's reads and writes (not the model call)
@@ -207,13 +225,27 @@ class Synthesizer:
         if te.dim != cfg.text_dim:
             raise CheckpointError(f"{directory} expects {cfg.text_dim}-d token states; the text encoder gives {te.dim}")
         model = N3Model(cfg, bb)
+        match_weights = {k[len(WEIGHT_PREFIX):]: v for k, v in weights.items() if k.startswith(WEIGHT_PREFIX)}
+        weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
         try:
             model.meta.load_state_dict(weights, strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"{directory}: weights do not fit the saved config ({e})") from e
+        match = None
+        if match_weights or "sentence_match" in info:
+            try:
+                match = SentenceMatch(MatchConfig.from_dict(info["sentence_match"]["config"]))
+                match.load_state_dict(match_weights, strict=True)
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{directory}: its sentence match does not fit its config ({e})") from e
+            if match.cfg.text_dim != te.dim:
+                raise CheckpointError(f"{directory}'s sentence match expects {match.cfg.text_dim}-d sentence "
+                                      f"embeddings; the text encoder gives {te.dim}")
         dev = pick_device(device)
         model.to(dev)
-        return cls(model, te, info)
+        if match is not None:
+            match.to(dev)
+        return cls(model, te, info, match)
 
     @property
     def preprocess(self) -> PreprocessSpec:
@@ -261,15 +293,30 @@ class Synthesizer:
                     cache.popitem(last=False)
         return torch.stack([found[t] for t in enc.texts])
 
+    def sentence_head(self, descriptions: dict[str, str], kappa: float | None = None) -> SentenceHead:
+        """The sentence match written for these classes (their order); needs a checkpoint
+        with one (:attr:`match`)."""
+        if self.match is None:
+            raise SynthesisError("this checkpoint has no sentence match (train one: python -m n3core train-match)")
+        texts = list(descriptions.values())
+        vec, mask, sentences = sentence_bank(self.text_encoder, texts, self.match.cfg.max_sentences)
+        dev = self.device
+        return self.match.write(vec.to(dev), mask.to(dev), sentences, kappa)
+
     @torch.no_grad()
     def synthesize(self, descriptions: dict[str, str], *, mode: str | None = None,
-                   delta_from: dict[str, str] | None = None, share_backbone: bool = False) -> SynthesizedClassifier:
+                   delta_from: dict[str, str] | None = None, share_backbone: bool = False,
+                   kappa: float | None = None) -> SynthesizedClassifier:
         """``{class name: description}`` → :class:`SynthesizedClassifier` (K = number of classes).
 
-        ``mode="fc-only"`` drops ΔΘ and keeps only the new classification layer.
-        ``delta_from`` (the language control): ΔΘ is written from these other descriptions
-        (any number ≥ 2 of classes) while the classification layer is still written from
-        ``descriptions``; a network shaped by the task's words should then score lower.
+        ``mode="fc-only"`` drops ΔΘ and the sentence match and keeps only the new
+        classification layer.
+        ``delta_from`` (the language control): ΔΘ and the sentence match are written from
+        these other descriptions (any number ≥ 2 of classes; the match gives class k the
+        sentences of ``delta_from``'s class k, cycling when there are fewer) while the
+        classification layer is still written from ``descriptions``; a network shaped by the
+        task's words should then score lower.
+        ``kappa``: the sentence match's weight in the logits (default: the checkpoint's).
         ``share_backbone``: a classifier with no ΔΘ uses this synthesizer's own backbone module
         instead of a copy (saves the copy's time and memory); the caller promises never to
         modify it (``export`` copies it anyway)."""
@@ -287,13 +334,22 @@ class Synthesizer:
             memo = {id(params[n]): nn.Parameter(v.detach(), requires_grad=False)
                     for n, v in a.adapted_params(self.model.theta()).items()} if adapt else {}
             module = copy.deepcopy(source, memo)
-        info = {"mode": "fc-only" if (mode == "fc-only" or not a.delta) else "full",
-                "delta_from": sorted(delta_from) if delta_from is not None and a.delta and mode != "fc-only" else None,
-                "mu": float(a.mu), "backbone": self.config.backbone,
+        words = None
+        if self.match is not None and mode != "fc-only":
+            if delta_from is not None:
+                check_descriptions(delta_from)
+                other = list(delta_from.values())
+                words = self.sentence_head({c: other[k % len(other)] for k, c in enumerate(descriptions)}, kappa)
+            else:
+                words = self.sentence_head(descriptions, kappa)
+        info = {"mode": "fc-only" if (mode == "fc-only" or not (a.delta or words is not None)) else "full",
+                "delta_from": sorted(delta_from) if delta_from is not None and (adapt or words is not None) else None,
+                "mu": float(a.mu), "backbone": self.config.backbone, "adapted_backbone": adapt,
+                "sentence_match": {"kappa": words.kappa} if words is not None else None,
                 "truncated": [list(descriptions)[t.index] for t in enc.truncated],
                 "synthesis_ms": None}
         clf = SynthesizedClassifier(module, a.fc_weight, a.fc_bias, float(a.logit_scale), a.cosine,
                                     list(descriptions), self.preprocess, info,
-                                    feature_center=a.feature_center)
+                                    feature_center=a.feature_center, words=words)
         clf.info["synthesis_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return clf

@@ -551,6 +551,21 @@ class Workbench:
         with self._compute:
             return token_evidence(self.full, syn.descriptions, image, label=label)
 
+    @property
+    def sentence_match(self) -> float | None:
+        """The full model's sentence-match weight κ, or None when its checkpoint has no match."""
+        return self.full.match.cfg.kappa if self.full.match is not None else None
+
+    def sentence_attention(self, syn: Synthesis, image: Image.Image, label: str | None = None) -> dict:
+        """Where each sentence of ``label``'s description (default: the prediction) looked in
+        the photo, through the full classifier's sentence match
+        (:func:`n3core.explain.sentence_attention`)."""
+        from .explain import sentence_attention
+
+        target = None if label is None else syn.names.index(label)
+        with self._compute:
+            return sentence_attention(syn.full, image, target)
+
     def adaptation_norms(self, syn: Synthesis, before: Synthesis | None = None) -> list[dict]:
         """Per adapted tensor: ‖μ·ΔΘ‖, ‖Θ‖ and their ratio for this class set (figure 6); with
         ``before``, also ``edit_norm`` = ‖μ·(ΔΘ − ΔΘ_before)‖, what the edit from ``before`` moved."""

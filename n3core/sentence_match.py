@@ -1,0 +1,405 @@
+"""Sentence match: each sentence of a description says *where* to look and *what* should be there.
+
+The meta-model's ΔΘ carries little of the task's own words (``language_gain`` ≈ 0.5 points on
+ss0). This module is the per-class late conditioning that does carry them: every class's
+description is split into sentences (:func:`~n3core.text.split_sentences`, at most
+``max_sentences``), each embedded alone (the text encoder's normalised mean of word states).
+Shared maps, trained once on the seen classes, turn each sentence into
+
+* a query over the positions of the backbone's last feature map (where it looks),
+* a target for what the attended region should look like (what it says is there),
+* a weight: how much this sentence counts for its class (shape and colour over habitat).
+
+A class's score is the weighted cosine between each sentence's target and what its attention
+found (dense attention in the manner of DAZLE, Huynh & Elhamifar, CVPR 2020). A synthesized
+classifier adds ``kappa`` × this score to the logits of its classification layer: late
+fusion of two heads written from the same words.
+
+* :class:`SentenceMatch` — the trained, shared maps (what a checkpoint stores, with
+  :class:`MatchConfig`);
+* :meth:`SentenceMatch.write` — one class set's sentences → a :class:`SentenceHead`, the
+  per-class part of a :class:`~n3core.synthesize.SynthesizedClassifier` (plain tensors, no
+  text path, exportable);
+* :func:`train_sentence_match` — episodic training on a split's train classes over cached
+  feature maps of a frozen backbone (``python -m n3core train-match``).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .text import split_sentences
+
+__all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "SentenceHead", "encode_sentences",
+           "sentence_bank", "feature_maps", "train_sentence_match", "WEIGHT_PREFIX"]
+
+WEIGHT_PREFIX = "sentence_match."     # its tensors' names inside a checkpoint's model.safetensors
+
+
+@dataclass
+class MatchConfig:
+    """The sentence match's shape, and how strongly a classifier fuses it (``kappa``)."""
+    text_dim: int = 384               # the text encoder's state size
+    channels: int = 1280              # the backbone feature map's channels (Lite0 1280, ResNet-18 512)
+    dim: int = 256                    # the shared query / key / value / target space
+    max_sentences: int = 16           # per description; the rest are left out
+    sentence_dropout: float = 0.2     # on sentence embeddings, training only
+    kappa: float = 0.5                # logits = classification layer + kappa × match (chosen on the dev split)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MatchConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown sentence-match settings: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class MatchTrainConfig:
+    """Episodic training of the sentence match on a split's train classes (saved beside its weights)."""
+    split: str = "ss0"
+    data: str | None = None
+    descriptions: str = "allaboutbirds"
+    extra_descriptions: list = field(default_factory=lambda: ["wikipedia_lead", "gpt3_descriptors",
+                                                              "gpt4_part_descriptors"])
+    text_variants: int = 8            # main text + sentence-dropped copies; extra sets get half as many
+    sentence_keep: float = 0.7
+    main_text_prob: float = 0.5       # an episode reads a class's main description this often
+    steps: int = 1500
+    k: int = 25
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    views: int = 2                    # feature maps cached per photo: the whole photo + augmented crops
+    seed: int = 0
+    threads: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MatchTrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown sentence-match training settings: {sorted(unknown)}")
+        return cls(**d)
+
+    def __post_init__(self):
+        if self.k < 2:
+            raise ValueError(f"k must be at least 2, got {self.k}")
+        if self.steps < 1 or self.batch_size < 1 or self.views < 1:
+            raise ValueError("steps, batch_size and views must be positive")
+
+
+# ----------------------------------------------------------------------------- the match
+def _match_scores(fmap: torch.Tensor, keys: nn.Linear, values: nn.Linear, query: torch.Tensor,
+                  target: torch.Tensor, weight: torch.Tensor, *, detail: bool = False):
+    """The one scoring rule. ``fmap`` ``[B, C, h, w]``; per class and sentence the query
+    ``[K, S, d]``, unit target ``[K, S, d]`` and weight ``[K, S]`` (0 on padding) → match
+    ``[B, K]`` in [-1, 1]; with ``detail`` also each sentence's attention ``[B, K, S, h, w]``
+    and its cosine ``[B, K, S]``."""
+    B, C, h, w = fmap.shape
+    m = fmap.float().flatten(2)                                             # [B, C, P]
+    k = torch.einsum("dc,bcp->bdp", keys.weight, m) + keys.bias[None, :, None]
+    v = torch.einsum("dc,bcp->bdp", values.weight, m) + values.bias[None, :, None]
+    att = (torch.einsum("ksd,bdp->bksp", query, k) / math.sqrt(query.shape[-1])).softmax(-1)
+    seen = F.normalize(torch.einsum("bksp,bdp->bksd", att, v), dim=-1)
+    cos = (seen * target[None]).sum(-1)                                     # [B, K, S]
+    score = (cos * weight[None]).sum(-1)
+    if detail:
+        return score, att.unflatten(-1, (h, w)), cos
+    return score
+
+
+class SentenceHead(nn.Module):
+    """The sentence match written for one class set: ``forward(fmap)`` with the backbone's
+    feature map ``[B, C, h, w]`` → ``kappa × scale × match`` ``[B, K]``, the term a
+    classifier adds to its logits. ``sentences[k]`` are class k's sentences (the app shows
+    where each looked, :meth:`attention`)."""
+
+    def __init__(self, keys: nn.Linear, values: nn.Linear, query: torch.Tensor, target: torch.Tensor,
+                 weight: torch.Tensor, scale: float, kappa: float, sentences: list[list[str]]):
+        super().__init__()
+        self.keys, self.values = keys, values
+        self.register_buffer("query", query)
+        self.register_buffer("target", target)
+        self.register_buffer("weight", weight)
+        self.scale, self.kappa = float(scale), float(kappa)
+        self.sentences = sentences
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.kappa * self.scale * _match_scores(fmap, self.keys, self.values, self.query, self.target,
+                                                       self.weight)
+
+    @torch.no_grad()
+    def attention(self, fmap: torch.Tensor) -> dict:
+        """For the app: ``attention`` ``[B, K, S, h, w]`` (each sentence's map over the
+        positions, summing to 1), ``cosine`` ``[B, K, S]`` (how well the region matched the
+        sentence), ``weight`` ``[K, S]``, and ``logit`` ``[B, K]`` (this head's term)."""
+        score, att, cos = _match_scores(fmap, self.keys, self.values, self.query, self.target, self.weight,
+                                        detail=True)
+        return {"attention": att, "cosine": cos, "weight": self.weight.clone(),
+                "logit": self.kappa * self.scale * score}
+
+
+class SentenceMatch(nn.Module):
+    """The trained maps shared by every sentence of every class (see the module docstring).
+
+    ``forward(fmap, sents, mask)``: feature maps ``[B, C, h, w]``, one class set's sentence
+    embeddings ``[K, S, D]`` with mask ``[K, S]`` → logits ``[B, K]`` (scale × match, without
+    ``kappa``: what training fits)."""
+
+    def __init__(self, cfg: MatchConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.sentence_dropout = nn.Dropout(cfg.sentence_dropout)
+        self.query = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
+        self.target = nn.Linear(cfg.text_dim, d)
+        self.weight = nn.Linear(cfg.text_dim, 1)
+        self.keys = nn.Linear(cfg.channels, d)
+        self.values = nn.Linear(cfg.channels, d)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+
+    def per_class(self, sents: torch.Tensor, mask: torch.Tensor):
+        """Sentence embeddings ``[K, S, D]``, mask ``[K, S]`` → query ``[K, S, d]``, unit target
+        ``[K, S, d]``, weight ``[K, S]`` (softmax over each class's real sentences)."""
+        if not mask.any(1).all():
+            raise ValueError("every class needs at least one sentence")
+        dropped = self.sentence_dropout(sents)
+        query = self.query(dropped)
+        weight = self.weight(dropped).squeeze(-1).masked_fill(~mask, float("-inf")).softmax(-1)
+        return query, F.normalize(self.target(sents), dim=-1), weight
+
+    def forward(self, fmap: torch.Tensor, sents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        query, target, weight = self.per_class(sents, mask)
+        return self.log_scale.exp() * _match_scores(fmap, self.keys, self.values, query, target, weight)
+
+    @torch.no_grad()
+    def write(self, sents: torch.Tensor, mask: torch.Tensor, sentences: list[list[str]],
+              kappa: float | None = None) -> SentenceHead:
+        """One class set → its :class:`SentenceHead` (its own copies of the key and value
+        maps, so a classifier never shares tensors with this module)."""
+        was = self.training
+        self.eval()
+        try:
+            query, target, weight = self.per_class(sents, mask)
+        finally:
+            self.train(was)
+        keys, values = copy.deepcopy(self.keys).requires_grad_(False), copy.deepcopy(self.values).requires_grad_(False)
+        return SentenceHead(keys, values, query, target, weight, float(self.log_scale.exp()),
+                            self.cfg.kappa if kappa is None else kappa, sentences)
+
+
+# ----------------------------------------------------------------------------- sentences
+@torch.no_grad()
+def encode_sentences(text_encoder, sentences: list[str]) -> torch.Tensor:
+    """Each sentence embedded alone: the encoder's normalised mean of word states ``[N, D]``
+    (in chunks of 64, which bound the encoder's padded batch)."""
+    from .meta import mean_embedding
+
+    out = []
+    for s in range(0, len(sentences), 64):
+        enc = text_encoder.encode(sentences[s:s + 64])
+        out.append(mean_embedding(enc.states, enc.mask))
+    return torch.cat(out) if out else torch.zeros(0, text_encoder.dim)
+
+
+def sentence_bank(text_encoder, texts: list[str], max_sentences: int, width: int | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
+    """Texts → their sentences embedded ``[T, S, D]``, mask ``[T, S]`` and the sentences
+    themselves; ``S`` the most sentences of any text (or ``width``), at most ``max_sentences``
+    per text."""
+    split = [split_sentences(t)[:max_sentences] for t in texts]
+    unique = sorted({x for ss in split for x in ss})
+    emb = dict(zip(unique, encode_sentences(text_encoder, unique)))
+    S = width or max(len(ss) for ss in split)
+    vec = torch.zeros(len(texts), S, text_encoder.dim)
+    mask = torch.zeros(len(texts), S, dtype=torch.bool)
+    for i, ss in enumerate(split):
+        if ss:
+            vec[i, :len(ss)] = torch.stack([emb[x] for x in ss])
+            mask[i, :len(ss)] = True
+    return vec, mask, split
+
+
+# ----------------------------------------------------------------------------- training
+@torch.no_grad()
+def feature_maps(backbone, records, spec, views: int = 2, seed: int = 0, batch_size: int = 64,
+                 progress: bool = True) -> torch.Tensor:
+    """The frozen backbone's feature maps ``[N, V, C, h, w]`` (fp16) of ``records``: view 0 the
+    whole photo, the others augmented crops (``spec.augment``, seeded). Cached on disk, keyed
+    by the photos, views, seed, preprocessing and backbone weights."""
+    import numpy as np
+
+    from .backbones import feature_map
+    from .imagecache import ImageCache, cache_path, load_array, save_array
+
+    module = backbone.module.eval()
+    path = cache_path("feature-maps", [f"{r.path}|{r.bbox}" for r in records], views, seed, spec.to_dict(),
+                      backbone.name, backbone.weights_source)
+    probe = feature_map(module, torch.zeros(1, 3, spec.image_size, spec.image_size))
+    shape = (len(records), views, *probe.shape[1:])
+    cached = load_array(path, shape)
+    if cached is not None:
+        return torch.from_numpy(cached)
+    cache = ImageCache(records, spec, progress=progress)
+    out = np.empty(shape, dtype=np.float16)
+    gen = torch.Generator().manual_seed(seed)
+    for v in range(views):
+        for s in tqdm(range(0, len(cache), batch_size), desc=f"feature maps, view {v + 1}/{views}",
+                      disable=not progress, mininterval=5):
+            imgs = cache.images[s:s + batch_size]
+            x = spec.normalize(imgs) if v == 0 else spec.augment(imgs, gen)
+            out[s:s + batch_size, v] = feature_map(module, x).half().numpy()
+    save_array(path, out)
+    return torch.from_numpy(out)
+
+
+def _class_texts(root, cfg: MatchTrainConfig, classes: list[str]) -> dict[str, list[str]]:
+    """Per train class: its main description (first), sentence-dropped copies, and its texts
+    from the extra description sets (as meta-training's variants)."""
+    from .data import description_file, load_descriptions
+    from .textbank import text_variants
+
+    rng = random.Random(cfg.seed)
+    main = load_descriptions(description_file(root, cfg.descriptions), classes)
+    texts = {c: text_variants(main[c], cfg.text_variants, cfg.sentence_keep, rng) for c in classes}
+    for name in cfg.extra_descriptions:
+        more = load_descriptions(description_file(root, name))
+        for c in classes:
+            if c in more:
+                texts[c] += text_variants(more[c], max(1, cfg.text_variants // 2), cfg.sentence_keep, rng)
+    return texts
+
+
+def fit_match(match: SentenceMatch, maps: torch.Tensor, labels: torch.Tensor, bank: dict, classes: list[str],
+              cfg: MatchTrainConfig, progress: bool = True) -> list[dict]:
+    """Train ``match`` in place. ``maps`` ``[N, V, C, h, w]`` of the train photos, ``labels``
+    ``[N]`` (indices into ``classes``), ``bank[c]`` = (embeddings ``[T, S, D]``, mask ``[T, S]``)
+    of class c's texts, main text first. Each episode: ``k`` classes, ``batch_size`` photos
+    (a random view, the batch flipped half the time), each class reading its main text with
+    ``main_text_prob`` and otherwise a variant. Returns the loss history (every 50 steps)."""
+    if len(classes) < cfg.k:
+        raise ValueError(f"episodes of k={cfg.k} classes need at least {cfg.k} train classes, got {len(classes)}")
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(match.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    by_class = [(labels == i).nonzero().flatten().tolist() for i in range(len(classes))]
+    empty = [c for c, rows in zip(classes, by_class) if not rows]
+    if empty:
+        raise ValueError(f"train classes without photos: {empty[:3]}")
+    rng = random.Random(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, running = [], []
+    match.train()
+    bar = tqdm(range(cfg.steps), desc="sentence match", disable=not progress, mininterval=5)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        cls = rng.sample(range(len(classes)), cfg.k)
+        idx = torch.tensor([rng.choice(by_class[cls[i % cfg.k]]) for i in range(cfg.batch_size)])
+        y = torch.arange(cfg.batch_size) % cfg.k
+        views = torch.randint(maps.shape[1], (cfg.batch_size,), generator=gen)
+        fmap = maps[idx, views].float()
+        if rng.random() < 0.5:
+            fmap = fmap.flip(-1)
+        sents, masks = [], []
+        for c in cls:
+            vec, mask = bank[classes[c]]
+            main = len(vec) == 1 or float(torch.rand(1, generator=gen)) < cfg.main_text_prob
+            t = 0 if main else 1 + int(torch.randint(len(vec) - 1, (1,), generator=gen))
+            sents.append(vec[t])
+            masks.append(mask[t])
+        mask = torch.stack(masks)
+        n = int(mask.sum(1).max())
+        logits = match(fmap, torch.stack(sents)[:, :n], mask[:, :n])
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(match.parameters(), cfg.grad_clip)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
+            history.append({"step": step + 1, "loss": sum(running) / len(running)})
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+            running = []
+    match.eval()
+    return history
+
+
+def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrainConfig,
+                         match_cfg: MatchConfig | None = None, *, progress: bool = True) -> dict:
+    """Train a sentence match on ``cfg.split``'s train classes over the frozen backbone of
+    ``checkpoint`` and write ``out``: a checkpoint with the same meta-model weights plus the
+    match's (``sentence_match.*`` tensors; its config and training config in
+    ``checkpoint.json``'s ``sentence_match``). Returns that record."""
+    from .backbones import create_backbone
+    from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from .data import resolve_data_root
+    from .datasets import read_images, resolve_split
+    from .meta import N3Config
+    from .preprocess import PreprocessSpec
+    from .text import TextEncoder
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    weights, info, _ = load_checkpoint(checkpoint)
+    n3cfg = N3Config.from_dict(info["config"])
+    weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
+    backbone = create_backbone(n3cfg.backbone)
+    sig = info.get("backbone")
+    if sig and sig != backbone.signature():
+        raise CheckpointError(f"{checkpoint} was trained on another {n3cfg.backbone!r} than the one available")
+    spec = PreprocessSpec.for_backbone(backbone, n3cfg.image_size)
+    te = TextEncoder(max_length=n3cfg.text_max_length)
+    match_cfg = match_cfg or MatchConfig()
+    probe = torch.zeros(1, 3, spec.image_size, spec.image_size)
+    from .backbones import feature_map
+    with torch.no_grad():
+        channels = feature_map(backbone.module.eval(), probe).shape[1]
+    match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=channels)
+
+    root = resolve_data_root(cfg.data)
+    images = read_images(root)
+    split = resolve_split(root, cfg.split, images)
+    classes = list(split["train"])
+    t0 = time.time()
+    texts = _class_texts(root, cfg, classes)
+    flat = [t for c in classes for t in texts[c]]
+    vec, mask, _ = sentence_bank(te, flat, match_cfg.max_sentences)
+    bank, i = {}, 0
+    for c in classes:
+        n = len(texts[c])
+        bank[c] = (vec[i:i + n], mask[i:i + n])
+        i += n
+    records = images.subset(classes).records
+    maps = feature_maps(backbone, records, spec, cfg.views, seed=0, progress=progress)
+    idx = {c: j for j, c in enumerate(classes)}
+    labels = torch.tensor([idx[r.label] for r in records])
+    torch.manual_seed(cfg.seed)
+    match = SentenceMatch(match_cfg)
+    history = fit_match(match, maps, labels, bank, classes, cfg, progress=progress)
+    record = {"config": match_cfg.to_dict(), "train_config": dataclasses.asdict(cfg), "history": history,
+              "train_classes": len(classes), "train_photos": len(records), "train_s": round(time.time() - t0, 1),
+              "source_checkpoint": str(checkpoint)}
+    keep = {k: v for k, v in info.items()
+            if k not in ("optimizer_tree", "files", "format", "version", "saved_at", "dtype", "sentence_match")}
+    keep["sentence_match"] = record
+    weights.update({WEIGHT_PREFIX + k: v for k, v in match.state_dict().items()})
+    save_checkpoint(out, weights, keep, half=info.get("dtype") == "float16")
+    return record
