@@ -97,7 +97,11 @@ def _as_batch(clf: SynthesizedClassifier, image) -> torch.Tensor:
 def token_evidence(synth: Synthesizer, descriptions: dict[str, str], image, *, label: str | None = None,
                    top_words: int = 10, top_negative_classes: int = 3) -> Evidence:
     """Gradient of the loss (w.r.t. ``label``, by default the predicted class) with respect to
-    the token states of every description, for one image (PIL or ``[1, 3, S, S]``)."""
+    the token states of every description, for one image (PIL or ``[1, 3, S, S]``).
+
+    With a sentence match, its term joins the logits (so the prediction and probabilities are the
+    classifier's own) as a constant: it reads each sentence encoded alone, not these token
+    states; :func:`sentence_attention` gives its evidence sentence by sentence."""
     descriptions = check_descriptions(descriptions)
     names = list(descriptions)
     if label is not None and label not in descriptions:
@@ -107,9 +111,16 @@ def token_evidence(synth: Synthesizer, descriptions: dict[str, str], image, *, l
     dev = synth.device
     states = enc.states.detach().clone().to(dev).requires_grad_(True)
     x = synth.prepare(image).to(dev)
+    words_term = 0.0
+    if synth.match is not None:
+        from .backbones import feature_map
+
+        with torch.no_grad():
+            clf = synth.synthesize(descriptions)
+            words_term = clf.words(feature_map(clf.backbone, x))[0]
     with torch.enable_grad():
         a = model.meta(states, enc.mask.to(dev))
-        logits = a.classify(model.features(x, a))[0]
+        logits = a.classify(model.features(x, a))[0] + words_term
         probs = logits.softmax(-1)
         pred = int(probs.argmax())
         target = names.index(label) if label is not None else pred

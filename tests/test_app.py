@@ -208,6 +208,13 @@ def test_explain_views_escape_user_text():
     assert all((t["zmin"], t["zmax"]) == (-1, 1) for t in heat), "one colour scale for all three"
     assert sum(t.get("showscale", True) for t in heat) == 1, "one colour bar"
     assert min(v for row in heat[2]["z"] for v in row) < 0 < max(v for row in heat[0]["z"] for v in row)
+    # the shipped full model's sentence match: where each sentence of the label's description looked
+    words = chart(at, "sentence_attention")
+    assert words is not None, "the sentence match's view is drawn"
+    maps = [t for t in words["data"] if t["type"] == "heatmap"]
+    assert 1 <= len(maps) <= 6 and all(0 <= v <= 1 for t in maps for row in t["z"] for v in row)
+    listed = [m.value for m in at.markdown if " — adds " in m.value]
+    assert listed and "\\<script\\>" in listed[0], "the label's sentences, escaped, with what each added"
     assert not at.exception
 
 

@@ -195,3 +195,17 @@ def test_sentence_attention_explains_one_label(text_encoder):
     assert len(fig.data) == 6 and "match" in fig.layout.annotations[0].text
     with pytest.raises(ValueError, match="no sentence match"):
         sentence_attention(synth.synthesize(DESC, mode="fc-only"), image)
+
+
+def test_token_evidence_predicts_what_the_classifier_predicts(text_encoder):
+    from PIL import Image
+
+    from n3core.explain import token_evidence
+
+    synth = _synth(text_encoder, mode="full")
+    clf = synth.synthesize(DESC)
+    image = Image.fromarray((torch.rand(40, 30, 3) * 255).byte().numpy())
+    ev = token_evidence(synth, DESC, image)
+    probs = clf.predict(image)[0]
+    assert ev.predicted == list(DESC)[int(probs.argmax())]
+    assert [ev.probabilities[c] for c in DESC] == pytest.approx(probs.tolist(), abs=1e-5)

@@ -38,6 +38,10 @@ def test_checkpoints_are_what_the_card_says(synths):
         assert not set(info["split"]["test"]) & set(info["split"]["train"])
         assert sum(p.stat().st_size for p in d.iterdir()) < 50e6
     assert synths["full"].model.meta.mu.item() != pytest.approx(1e-3), "μ was trained"
+    info = json.loads((FULL / "checkpoint.json").read_text())
+    assert synths["full"].match is not None and synths["fc-only"].match is None
+    assert synths["full"].match.cfg.kappa == info["sentence_match"]["config"]["kappa"]
+    assert info["sentence_match"]["train_config"]["split"] == "ss0", "the match trained on ss0's train classes only"
 
 
 def test_unseen_test_photos_far_above_chance(synths, cub, ss0_test):

@@ -118,6 +118,13 @@ def test_explain_actions_cover_both_classifiers(wb, photos):
     assert ev.label == syn.names[1] and set(ev.words) == set(desc)
     rows = wb.adaptation_norms(syn)
     assert rows and all(r["delta_norm"] > 0 and r["theta_norm"] > 0 for r in rows)
+    assert wb.sentence_match is not None, "the shipped full model has a sentence match"
+    att = wb.sentence_attention(syn, photos[0], label=syn.names[1])
+    assert att["target"] == 1 and len(att["sentences"]) == len(att["cosine"]) == att["attention"].shape[0] >= 1
+    assert att["attention"].shape[1:] == (S, S)
+    with torch.no_grad():
+        logit = syn.full(syn.full.prepare(photos[0]).to(syn.full.device))[0, 1]
+    assert att["logit"] == pytest.approx(float(logit), abs=1e-4)
 
 
 def test_classify_reuses_features_and_matches_the_classifiers(wb, photos):

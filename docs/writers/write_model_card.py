@@ -37,8 +37,9 @@ def pct(x):
 
 
 def control_cells(r: dict) -> str:
-    """The language control of a report: no ΔΘ, ΔΘ from other classes' texts, language_gain."""
-    if r.get("mode") != "full":
+    """The language control of a report: no ΔΘ (and no match), ΔΘ (and match) from other classes' texts,
+    language_gain."""
+    if r.get("mode") != "full" and r.get("sentence_match_kappa") is None:
         return "= top-1 | = top-1 | 0 (fc-only) |" if "language_gain" in r else "— | — | — |"
     gain = r.get("language_gain")
     return (f"{pct(r.get('no_adaptation'))} | {pct(r.get('swapped_adaptation'))} | "
@@ -82,16 +83,40 @@ def targets_note() -> str:
                       f"{mean([t1[sp, 'fconly'] for sp in SPLITS]):.1f}%, PDCNN-FC {mean(list(base.values())):.1f}% "
                       "(all through the one preprocessing pipeline).")
     head = "**Issue 3's target met.**" if met else "**Issue 3's target not met.**"
-    lang = json.loads((CK / NAMES[0] / "eval-ss0-test.json").read_text()).get("language_gain")
+    report = json.loads((CK / NAMES[0] / "eval-ss0-test.json").read_text())
+    lang = report.get("language_gain")
     hard = CK / NAMES[0] / "eval-ss0-test-hard5.json"
-    hard_gain = json.loads(hard.read_text()).get("language_gain") if hard.exists() else None
-    lang_note = ("" if lang is None else
-                 f" **Issue 14's language targets are not met:** `language_gain` is {100 * lang:+.1f} points on the "
-                 "paper protocol" + (f" and {100 * hard_gain:+.1f} on hard5" if hard_gain is not None else "")
-                 + " (target ≥ 3): ΔΘ written from other classes' descriptions does nearly as well as ΔΘ written "
-                 "from the test classes' own.")
+    hard_r = json.loads(hard.read_text()) if hard.exists() else {}
+    hard_gain = hard_r.get("language_gain")
+    lang_note = ""
+    if lang is not None:
+        what = ("ΔΘ and the sentence match" if report.get("sentence_match_kappa") is not None else "ΔΘ")
+        ok = lang >= 0.03
+        lang_note = (f" **Issue 14's language target (≥ 3 points) is {'met' if ok else 'not met'} on ss0:** "
+                     f"`language_gain` is {100 * lang:+.1f} points on the paper protocol"
+                     + (f" and {100 * hard_gain:+.1f} on hard5" if hard_gain is not None else "")
+                     + f" ({what} written from other classes' descriptions, classifier rows kept).")
+        if hard_r:
+            fc_h = json.loads((CK / NAMES[1] / "eval-ss0-test-hard5.json").read_text())["per_class_top1"]["median"]
+            lang_note += (f" Full − fc-only: {100 * (full - fc):+.1f} points on the paper protocol (target ≥ 3), "
+                          f"{100 * (hard_r['per_class_top1']['median'] - fc_h):+.1f} on hard5 (target ≥ 5); "
+                          f"the ss0 full model scores {pct(full)} (target ≥ 40%).")
     return (f"{head} Issue 3 asked the full model to beat the fc-only one on ss0 test and to reach 35% top-1: "
             f"full {pct(full)}, fc-only {pct(fc)}." + extra + lang_note + " Details: `docs/RESULTS.md`.\n")
+
+
+def match_bullet(info: dict) -> str:
+    """The sentence match of a checkpoint, when it has one (``python -m n3core train-match``)."""
+    m = info.get("sentence_match")
+    if not m:
+        return ""
+    c, t = m["config"], m["train_config"]
+    return (f"- **sentence match** (`n3core/sentence_match.py`, trained apart on the frozen backbone with "
+            f"`python -m n3core train-match`): each description split into at most {c['max_sentences']} sentences, "
+            f"{c['dim']}-d queries over the {c['channels']}-channel last feature map; trained on {m['train_classes']} "
+            f"train classes ({m['train_photos']} photos, {t['views']} views each), {t['steps']} episodes of K = {t['k']}, "
+            f"seed {t['seed']}, {m['train_s'] / 60:.1f} min on this CPU; added to the logits at κ = {c['kappa']:g} "
+            "(chosen on the dev split)\n")
 
 
 def main() -> None:
@@ -122,24 +147,29 @@ def main() -> None:
             + "\n"
             f"- selected at step {info['step']} (val per-class top-1 {pct(val) if val is not None else 'n/a'}); "
             f"μ = {info.get('mu', float('nan')):.4f}\n"
-            f"- weights: {size_mb:.1f} MB ({info.get('dtype', 'float32')})\n"
+            + match_bullet(info)
+            + f"- weights: {size_mb:.1f} MB ({info.get('dtype', 'float32')})\n"
             + "".join(f"- {k}: {v}\n" for k, v in prov.items()) + "\n"
             f"```json\n{json.dumps({'model': cfg, 'train': tc}, indent=1)}\n```\n")
     ps_rows = []
     labels = {"ss0-full-on-ps-test": ("shipped full (trained on ss0)", "seen-class: 17/25 ps test classes are ss0 train classes"),
               "ss0-fconly-on-ps-test": ("shipped fc-only (trained on ss0)", "seen-class: 17/25 ps test classes are ss0 train classes"),
+              "sentence_match/ps-match-s0-k{kappa}": ("v4: v3 full + sentence match, trained on ps train classes", "zero-shot"),
               "ps-v3-full-on-ps-test": ("full, the shipped recipe (v3) trained on ps train classes (val-selected)", "zero-shot"),
               "ps-v3-fconly-on-ps-test": ("fc-only, the shipped recipe (v3) trained on ps train classes (final step)", "zero-shot"),
               "ps-v2-full-on-ps-test": ("v2: full, trained on ps train classes (`recipe-full-v2.json`)", "zero-shot"),
               "ps-v2-fconly-on-ps-test": ("v2: fc-only, trained on ps train classes (`recipe-fconly-v2.json`)", "zero-shot"),
               "ps-full-on-ps-test": ("v1: full, trained on ps train classes (earlier recipe `recipe-full-v0.json`, 600 steps)", "zero-shot"),
               "ps-fconly-on-ps-test": ("v1: fc-only, trained on ps train classes (`recipe-fconly-v1.json`)", "zero-shot")}
+    sm = json.loads((CK / NAMES[0] / "checkpoint.json").read_text()).get("sentence_match")
+    kappa = f"{sm['config']['kappa']:g}" if sm else "none"
     for key, (what, kind) in labels.items():
-        p = ROOT / "experiments" / "results" / f"{key}.json"
+        p = ROOT / "experiments" / "results" / f"{key.format(kappa=kappa)}.json"
         if p.exists():
             r = json.loads(p.read_text())
             dag = "†" if any(fnmatch.fnmatch(f"{key}.json", pat) for pat in OLD_PATH) else ""
-            gain = ("—" if "language_gain" not in r else "0 (fc-only)" if r.get("mode") != "full"
+            gain = ("—" if "language_gain" not in r else
+                    "0 (fc-only)" if r.get("mode") != "full" and r.get("sentence_match_kappa") is None
                     else f"{100 * r['language_gain']:+.1f} points")
             ps_rows.append(f"| {what} | {kind} | {r['classes']} | {r['images']} | {pct(r['per_class_top1']['median'])}{dag} | "
                            f"{pct(r['per_class_top5']['median'])}{dag} | {gain} |")
@@ -160,8 +190,9 @@ def main() -> None:
         "nearest to its own (sentence embedding), chance 20%. The language control (`python -m n3core evaluate`, "
         "full adaptation): the same classifier rows with no ΔΘ, and with ΔΘ written from the descriptions of "
         "random ss0 *train* classes (median of 3 draws); `language_gain` = top-1 minus the latter, what the "
-        "task's own words add through ΔΘ.\n\n"
-        "| checkpoint | mode | evaluated on | protocol | classes | images | top-1 | top-5 | no ΔΘ | ΔΘ from other texts | language_gain |\n"
+        "task's own words add through ΔΘ. For a checkpoint with a sentence match, the match is dropped in the first "
+        "and written from the other descriptions in the second, like ΔΘ.\n\n"
+        "| checkpoint | mode | evaluated on | protocol | classes | images | top-1 | top-5 | no ΔΘ (no match) | ΔΘ (and match) from other texts | language_gain |\n"
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n\n"
         + PIPELINE_NOTE + "\n\n"
         "`ss0-test`: the 25 unseen test classes of split ss0 (chance 4%). `ps-test`: the test classes of the "

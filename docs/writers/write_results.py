@@ -14,6 +14,8 @@ Inputs (each written by a committed script; missing ones are reported as missing
   experiments/results/dev_split.json           experiments/dev_split_runs.sh
   experiments/results/description_ablations.json  experiments/description_ablations.py
   experiments/results/late_conditioning-*.json    experiments/late_conditioning.py (commands in its docstring)
+  experiments/results/sentence_match_dev/*.json  experiments/sentence_match_dev.sh
+  experiments/results/sentence_match/*.json      experiments/sentence_match_runs.sh
   experiments/results/keep_scale_dev/*.json      experiments/keep_scale_dev.sh
   experiments/results/hard_episodes_dev/*.json   experiments/hard_episodes_dev.sh
   experiments/results/seen_language_gain/*.json  experiments/seen_language_gain.sh
@@ -144,12 +146,26 @@ def n3_results() -> dict:
     for tag in ("fconly", "full"):
         name = f"N3 v2 {'fc-only' if tag == 'fconly' else 'full'}"
         out[name] = {"ss0": load(RES / "n3" / f"ss0-v2-{tag}.json"), "ps": load(RES / f"ps-v2-{tag}-on-ps-test.json")}
-    for tag, ck in (("fconly", "n3-effl0-minilm-ss0-fconly"), ("full", "n3-effl0-minilm-ss0")):
-        name = f"**N3 v3 {'fc-only' if tag == 'fconly' else 'full'} (shipped)**"
-        out[name] = {"ss0": load(ROOT / "checkpoints" / ck / "eval-ss0-test.json"),
-                     **{s: load(RES / "n3" / f"{s}-v3-{tag}.json") for s in ("ss1", "ss2")},
-                     "ps": load(RES / f"ps-v3-{tag}-on-ps-test.json")}
+    out["**N3 v3 fc-only (shipped)**"] = {"ss0": load(ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly" / "eval-ss0-test.json"),
+                                          **{s: load(RES / "n3" / f"{s}-v3-fconly.json") for s in ("ss1", "ss2")},
+                                          "ps": load(RES / "ps-v3-fconly-on-ps-test.json")}
+    out["N3 v3 full"] = {**{s: load(RES / "n3" / f"{s}-v3-full.json") for s in SPLITS3},
+                         "ps": load(RES / "ps-v3-full-on-ps-test.json")}
+    kappa = shipped_kappa()
+    if kappa is not None:
+        m = RES / "sentence_match"
+        out[V4] = {"ss0": load(ROOT / "checkpoints" / "n3-effl0-minilm-ss0" / "eval-ss0-test.json"),
+                   **{s: load(m / f"{s}-match-s0-k{kappa:g}.json") for s in ("ss1", "ss2", "ps")}}
     return out
+
+
+V4 = "**N3 v4: v3 full + sentence match (shipped)**"
+
+
+def shipped_kappa() -> float | None:
+    """The shipped full checkpoint's sentence-match weight κ, or None without a match."""
+    info = json.loads((ROOT / "checkpoints" / "n3-effl0-minilm-ss0" / "checkpoint.json").read_text())
+    return info["sentence_match"]["config"]["kappa"] if "sentence_match" in info else None
 
 
 def main_table(rows: dict) -> str:
@@ -173,7 +189,7 @@ def main_table(rows: dict) -> str:
 def split_reading(rows: dict) -> str:
     """A paragraph comparing, split by split, the shipped recipe's two modes with PDCNN-FC on the same texts;
     computed from the reports so that it cannot go stale."""
-    full = rows.get("**N3 v3 full (shipped)**", {})
+    full = rows.get("N3 v3 full", {})
     fc = rows.get("**N3 v3 fc-only (shipped)**", {})
     base = rows.get("PDCNN-FC (v3 inputs)", {})
     have = [s for s in SPLITS3 if all(cell(r.get(s))[0] is not None for r in (full, fc, base))]
@@ -204,10 +220,13 @@ def split_reading(rows: dict) -> str:
 
 
 def language_section() -> list[str]:
-    """The language control and the hard5 protocol for the shipped ss0 models, from their eval reports."""
-    ck = {"full": ROOT / "checkpoints" / "n3-effl0-minilm-ss0", "fc-only": ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly"}
-    reports = {(m, proto): load(d / ("eval-ss0-test.json" if proto == "paper" else f"eval-ss0-test-{proto}.json"))
-               for m, d in ck.items() for proto in ("paper", "hard5")}
+    """The language control and the hard5 protocol for the v3 ss0 models (the full one's reports kept in
+    experiments/results/n3 since the shipped checkpoint gained a sentence match)."""
+    fc_dir = ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly"
+    reports = {("full", "paper"): load(RES / "n3" / "ss0-v3-full.json"),
+               ("full", "hard5"): load(RES / "n3" / "ss0-v3-full-hard5.json"),
+               ("fc-only", "paper"): load(fc_dir / "eval-ss0-test.json"),
+               ("fc-only", "hard5"): load(fc_dir / "eval-ss0-test-hard5.json")}
     if any(r is None for r in reports.values()):
         return []
     lines = ["| protocol | full top-1 | fc-only top-1 | full − fc-only | full, no ΔΘ | full, ΔΘ from other classes' texts "
@@ -231,7 +250,7 @@ def language_section() -> list[str]:
                      f"{100 * f['language_gain']:+.1f} |")
     f = reports["full", "paper"]
     gain, shift = f["language_gain"], f["swapped_adaptation"] - f["no_adaptation"]
-    return ["## Does the language move the network? (shipped ss0 models; ss1, ss2, ps with the same recipe)\n",
+    return ["## Does the language move the network? (v3 ss0 models; ss1, ss2, ps with the same recipe)\n",
             "`python -m n3core evaluate --split ss0 [--protocol hard5]` writes a language control beside every full-"
             "adaptation result: the same classifier rows (written from the test descriptions) with no ΔΘ at all, and "
             "with ΔΘ written from the descriptions of 25 (hard5: 5) random ss0 *train* classes, median of 3 seeded "
@@ -244,6 +263,115 @@ def language_section() -> list[str]:
             f"paper protocol, {100 * shift:+.1f} come with ΔΘ written from any other bird descriptions and "
             f"{100 * gain:+.1f} from the test classes' own words. The adaptation is a generic shift, not a "
             "network written for the task: the gap this project's language work has to close (issue 14).\n"]
+
+
+def _msd(xs: list[float]) -> str:
+    return "—" if not xs else f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
+
+
+def sentence_match_section() -> list[str]:
+    """Issue 14: the sentence match inside N3 (n3core/sentence_match.py): κ chosen on the dev split over
+    the real dev full models, then the test splits with κ fixed (experiments/sentence_match_*.sh)."""
+    kappa = shipped_kappa()
+    d, ks, he = RES / "sentence_match_dev", RES / "keep_scale_dev", RES / "hard_episodes_dev"
+    fc, fc5 = load(ks / "fconly.json"), load(he / "fconly-hard5.json")
+    plain = {s: load(ks / f"plain-s{s}.json") for s in range(3)}
+    plain5 = {s: load(he / f"plain-s{s}-hard5.json") for s in range(3)}
+    kappas = sorted({float(p.stem.split("-k")[1]) for p in d.glob("match-s*-k*.json") if not p.stem.endswith("hard5")})
+    if kappa is None or fc is None or None in plain.values() or not kappas:
+        return []
+    top = lambda r: 100 * r["per_class_top1"]["median"]
+    gain = lambda r: 100 * r["language_gain"]
+    grid = {k: {s: r for s in range(3) if (r := load(d / f"match-s{s}-k{k:g}.json")) is not None} for k in kappas}
+    lines = ["| model (dev split, 25 held-out classes) | seeds | paper top-1 | − today's full, by seed | language_gain | "
+             "no ΔΘ, no match |", "| --- | --- | --- | --- | --- | --- |",
+             f"| fc-only (the shared start) | 1 | {top(fc):.1f} | | 0 | {top(fc):.1f} |",
+             f"| today's full (v3 recipe) | 3 | {_msd([top(r) for r in plain.values()])} | | "
+             f"{_msd([gain(r) for r in plain.values()])} | {_msd([100 * r['no_adaptation'] for r in plain.values()])} |"]
+    paired = {}
+    for k, rs in grid.items():
+        paired[k] = [top(r) - top(plain[s]) for s, r in rs.items()]
+        lines.append(f"| full + {k:g} × sentence match | {len(rs)} | {_msd([top(r) for r in rs.values()])} | "
+                     f"{', '.join(f'{x:+.1f}' for x in paired[k])} | {_msd([gain(r) for r in rs.values()])} | "
+                     f"{_msd([100 * r['no_adaptation'] for r in rs.values()])} |")
+    full3 = [k for k in kappas if len(grid[k]) == 3]
+    best = max(full3, key=lambda k: statistics.mean(top(r) for r in grid[k].values())) if full3 else None
+    h5 = {s: r for s in range(3) if (r := load(d / f"match-s{s}-k{kappa:g}-hard5.json")) is not None}
+    hard_dev = ""
+    if h5 and fc5 is not None:
+        hard_dev = (f" On hard5 at κ = {kappa:g}: {_msd([top(r) for r in h5.values()])}% ({len(h5)} seeds; "
+                    f"language_gain {_msd([gain(r) for r in h5.values()])}) against today's full "
+                    f"{_msd([top(plain5[s]) for s in h5 if plain5.get(s)])}% and fc-only {top(fc5):.1f}%.")
+    out = ["## Sentence match: descriptions that say where to look, inside N3 (issue 14)\n",
+           "The probe's best candidate (*Sentences that say where to look*, below), built into N3: "
+           "`n3core/sentence_match.py`, trained with `python -m n3core train-match` on a checkpoint's frozen backbone "
+           "(1,500 episodes of K = 25 over feature maps of the split's train photos, the whole photo and one "
+           "augmented crop, cached once; each class reads its main description half the time, otherwise a "
+           "sentence-dropped copy or its text from another description set). Every description is split into "
+           "sentences (at most 16), each embedded alone; shared maps turn each sentence into an attention query over "
+           "the backbone's last feature map (7×7 for Lite0) and a target for what should be found there, plus how "
+           "much it counts. A synthesized classifier adds κ × the weighted match to its classification layer's "
+           "logits. The language control (`evaluate`) writes ΔΘ **and** the match from other classes' "
+           "descriptions, rows kept; *no ΔΘ, no match* is the same rows alone on Θ.\n",
+           "### κ, chosen on the development split\n",
+           "`experiments/sentence_match_dev.sh`: one match per seed on each of the three dev full models "
+           "(`runs/dev-v3-full-plain-s{0,1,2}`, today's full recipe), trained on the 50 dev train classes, scored on "
+           "the 25 held-out classes; paired with the full model of the same seed. κ = 0.25 was dropped for seed 2 "
+           "after it was the lowest on seeds 0 and 1.\n",
+           "\n".join(lines), "",
+           (f"Reading: the best κ over three seeds on this split is {best:g}" if best is not None else
+            "Reading: no κ has all three seeds yet")
+           + (f", and κ = {kappa:g} ships (by seed against today's full: "
+              f"{', '.join(f'{x:+.1f}' for x in paired.get(kappa, []))})." if kappa in paired else ".")
+           + hard_dev + "\n"]
+    m = RES / "sentence_match"
+    ss0 = {s: r for s in range(3) if (r := load(m / f"ss0-match-s{s}-k{kappa:g}.json")) is not None}
+    ss0h = {s: r for s in range(3) if (r := load(m / f"ss0-match-s{s}-k{kappa:g}-hard5.json")) is not None}
+    if not ss0:
+        return out
+    bl3 = (load(RES / "baselines-v3.json") or {"main": {}})["main"]
+    base = lambda sp: bl3.get(sp, {}).get("PDCNN-FC", {}).get("per_class_top1", {}).get("median")
+    v3 = {sp: load(RES / "n3" / f"{sp}-v3-full.json") for sp in SPLITS3}
+    v3["ps"] = load(RES / "ps-v3-full-on-ps-test.json")
+    fco = {"ss0": load(ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly" / "eval-ss0-test.json"),
+           **{sp: load(RES / "n3" / f"{sp}-v3-fconly.json") for sp in ("ss1", "ss2")},
+           "ps": load(RES / "ps-v3-fconly-on-ps-test.json")}
+    rows = ["| split, protocol | fc-only (v3) | full (v3) | full + match (v4) | seeds | − full, by seed | "
+            "language_gain v3 → v4 | v4 no ΔΘ, no match | PDCNN-FC, same texts |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    v4 = {"ss0": ss0}
+    for sp in ("ss1", "ss2", "ps"):
+        r = load(m / f"{sp}-match-s0-k{kappa:g}.json")
+        if r is not None:
+            v4[sp] = {0: r}
+    for sp, rs in v4.items():
+        b = base(sp)
+        rows.append(f"| {sp}, paper | {top(fco[sp]):.1f} | {top(v3[sp]):.1f} | {_msd([top(r) for r in rs.values()])} | "
+                    f"{len(rs)} | {', '.join(f'{top(r) - top(v3[sp]):+.1f}' for r in rs.values())} | "
+                    f"{gain(v3[sp]):+.1f} → {_msd([gain(r) for r in rs.values()])} | "
+                    f"{_msd([100 * r['no_adaptation'] for r in rs.values()])} | {'—' if b is None else f'{100 * b:.1f}'} |")
+        if sp == "ss0" and ss0h:
+            v3h = load(RES / "n3" / "ss0-v3-full-hard5.json")
+            fch = load(ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly" / "eval-ss0-test-hard5.json")
+            rows.append(f"| ss0, hard5 | {top(fch):.1f} | {top(v3h):.1f} | {_msd([top(r) for r in ss0h.values()])} | "
+                        f"{len(ss0h)} | {', '.join(f'{top(r) - top(v3h):+.1f}' for r in ss0h.values())} | "
+                        f"{gain(v3h):+.1f} → {_msd([gain(r) for r in ss0h.values()])} | "
+                        f"{_msd([100 * r['no_adaptation'] for r in ss0h.values()])} | not run |")
+    have = [sp for sp in SPLITS3 if sp in v4]
+    said = ""
+    if len(have) == 3 and all(base(sp) is not None for sp in have):
+        shipped = {sp: top(v4[sp][0]) for sp in have}
+        mean = lambda f: statistics.mean(f(sp) for sp in have)
+        said = (f" Mean over ss0, ss1, ss2 (seed 0 each; ss0's is the shipped checkpoint): v4 {mean(lambda sp: shipped[sp]):.1f}, "
+                f"v3 full {mean(lambda sp: top(v3[sp])):.1f}, fc-only {mean(lambda sp: top(fco[sp])):.1f}, PDCNN-FC on the "
+                f"same texts {mean(lambda sp: 100 * base(sp)):.1f}; v4 − fc-only {mean(lambda sp: shipped[sp] - top(fco[sp])):+.1f}, "
+                f"language_gain {mean(lambda sp: gain(v4[sp][0])):+.1f}.")
+    out += ["### On the test splits, κ fixed\n",
+            f"`experiments/sentence_match_runs.sh` (κ = {kappa:g}): on ss0 three matches (seeds 0–2) on the v3 full "
+            "model, each with both protocols; seed 0 is the shipped `checkpoints/n3-effl0-minilm-ss0`. ss1, ss2, ps: "
+            "one match each on the same recipe's full model. The control's descriptions come from each split's "
+            "train classes.\n", "\n".join(rows), "", "Reading:" + said + "\n"]
+    return out
 
 
 def reading_delta_spread(ds: dict) -> str:
@@ -835,7 +963,7 @@ def main() -> None:
              "N3 v3 on ss1 and ss2: the shipped recipe unchanged, trained on each split's train classes, the full stage "
              "val-selected (`experiments/n3_runs.sh`).",
              ""]
-    parts += language_section() + probe_section() + full_stage_section() + v3_sections() + v2_sections()
+    parts += sentence_match_section() + language_section() + probe_section() + full_stage_section() + v3_sections() + v2_sections()
 
     # baselines' chosen settings
     lines = ["| split | method | val top-1 (chosen) | chosen setting |", "| --- | --- | --- | --- |"]
