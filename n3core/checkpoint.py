@@ -245,7 +245,8 @@ def latest_checkpoint(run_dir: str | Path, prefix: str = "step-") -> Path | None
 def package_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, provenance: dict | None = None,
                        kappa: float | None = None) -> Path:
     """Copy a training checkpoint as a shippable one: weights only (no optimiser), fp16 by
-    default, training metadata kept, plus ``mu`` and any ``provenance`` notes. ``kappa``: the
+    default, training metadata kept, plus ``mu`` and any ``provenance`` notes (added to those the
+    source has). ``kappa``: the
     sentence match's weight to ship (one chosen on a dev split after training)."""
     weights, info, _ = load_checkpoint(src)
     if kappa is not None:
@@ -257,6 +258,6 @@ def package_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, p
     if "mu" in weights:
         keep["mu"] = float(weights["mu"])
     keep["packaged_from"] = str(src)
-    if provenance:
-        keep["provenance"] = provenance
+    if provenance:       # notes accumulate: a re-packaged checkpoint keeps how it was made
+        keep["provenance"] = {**info.get("provenance", {}), **provenance}
     return save_checkpoint(dst, weights, keep, half=half)

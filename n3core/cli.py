@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data", default=None)
     m.add_argument("--steps", type=int, default=None, help="episodes (default 1500)")
     m.add_argument("--k", type=int, default=None, help="classes per episode (default 25)")
-    m.add_argument("--kappa", type=float, default=0.5, help="its weight in the logits (0.5: chosen on the dev split)")
+    m.add_argument("--kappa", type=float, default=1.0,
+                   help="its weight in the logits (1: chosen on the dev split, experiments/sentence_match_dev.sh)")
     m.add_argument("--seed", type=int, default=None)
     m.add_argument("--threads", type=int, default=None)
     m.add_argument("--no-progress", action="store_true")

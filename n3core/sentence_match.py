@@ -54,7 +54,7 @@ class MatchConfig:
     dim: int = 256                    # the shared query / key / value / target space
     max_sentences: int = 16           # per description; the rest are left out
     sentence_dropout: float = 0.2     # on sentence embeddings, training only
-    kappa: float = 0.5                # logits = classification layer + kappa × match (chosen on the dev split)
+    kappa: float = 1.0                # logits = classification layer + kappa × match (chosen on the dev split)
 
     @classmethod
     def from_dict(cls, d: dict) -> "MatchConfig":

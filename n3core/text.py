@@ -121,6 +121,11 @@ class TextEncoder(nn.Module):
         """Tokens of ``text`` with special tokens, before truncation."""
         return len(self.tokenizer(_check_text(text, 0), add_special_tokens=True, verbose=False)["input_ids"])
 
+    def is_cached(self, text: str) -> bool:
+        """Whether ``text``'s states are in the cache (encoding it now would not run the network)."""
+        with self._lock:
+            return self.key(text) in self._cache
+
     def clear_cache(self) -> None:
         with self._lock:
             self._cache.clear()

@@ -366,12 +366,13 @@ class Workbench:
                                  [names[same.names.index(t)] for t in same.truncated], network)
             te = self.full.text_encoder
             with self._compute:
-                before = te.encoder_calls
+                # descriptions the encoder has not seen (the sentence match also encodes each new
+                # sentence alone; those are not counted here)
+                encoded = sum(not te.is_cached(t) for t in set(descriptions.values()))
                 t0 = time.perf_counter()
                 full = self.full.synthesize(descriptions)
                 fc = self.fc_only.synthesize(descriptions, mode="fc-only", share_backbone=True)
                 ms = (time.perf_counter() - t0) * 1000
-                encoded = max(0, te.encoder_calls - before)
             syn = Synthesis(key, list(descriptions), dict(descriptions), full, fc, round(ms, 1), encoded,
                             list(full.info.get("truncated", [])), network)
             self._networks.put(network, syn)

@@ -93,6 +93,6 @@ def test_package_makes_a_small_fp16_checkpoint(tmp_path):
 
     assert main(["package", "--checkpoint", str(CK), "--out", str(tmp_path / "p"), "--note", "who=test"]) == 0
     info = read_checkpoint_info(tmp_path / "p")
-    assert info["dtype"] == "float16" and info["provenance"] == {"who": "test"} and "optimizer.safetensors" not in info["files"]
+    assert info["dtype"] == "float16" and info["provenance"]["who"] == "test" and "optimizer.safetensors" not in info["files"]
     w, _, _ = load_checkpoint(tmp_path / "p")
     assert all(v.dtype.is_floating_point for v in w.values())

@@ -144,7 +144,7 @@ def test_train_match_end_to_end_with_the_real_models(small_split, tmp_path, caps
     assert rec["config"]["channels"] == 1280 and rec["train_classes"] == 5 and rec["train_config"]["steps"] == 6
     assert len(rec["history"]) == 1
     synth = Synthesizer.from_checkpoint(out, device="cpu")
-    assert synth.match is not None and synth.match.cfg.kappa == 0.5
+    assert synth.match is not None and synth.match.cfg.kappa == 1.0
     clf = synth.synthesize(DESC)
     assert clf.words is not None and clf.predict(torch.zeros(1, 3, 224, 224)).shape == (1, 3)
     assert main(args) == 2 and "exists" in capsys.readouterr().err       # never overwritten
