@@ -265,8 +265,11 @@ def language_section() -> list[str]:
             "network written for the task: the gap this project's language work has to close (issue 14).\n"]
 
 
-def _msd(xs: list[float]) -> str:
-    return "—" if not xs else f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
+def _msd(xs: list[float], sign: str = "") -> str:
+    """Mean ± sd of ``xs`` (one value as it is); ``sign="+"`` prints the mean's sign."""
+    fmt = f"{sign}.1f"
+    return ("—" if not xs else f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):.1f}" if len(xs) > 1
+            else f"{xs[0]:{fmt}}")
 
 
 def swap_note(rs: dict) -> str:
@@ -307,7 +310,7 @@ def sentence_match_section() -> list[str]:
     for k, rs in grid.items():
         paired[k] = [top(r) - top(plain[s]) for s, r in rs.items()]
         lines.append(f"| full + {k:g} × sentence match | {len(rs)} | {_msd([top(r) for r in rs.values()])} | "
-                     f"{', '.join(f'{x:+.1f}' for x in paired[k])} | {_msd([gain(r) for r in rs.values()])} | "
+                     f"{', '.join(f'{x:+.1f}' for x in paired[k])} | {_msd([gain(r) for r in rs.values()], '+')} | "
                      f"{_msd([100 * r['no_adaptation'] for r in rs.values()])} |")
     full3 = [k for k in kappas if len(grid[k]) == 3]
     best = max(full3, key=lambda k: statistics.mean(top(r) for r in grid[k].values())) if full3 else None
@@ -367,14 +370,14 @@ def sentence_match_section() -> list[str]:
         b = base(sp)
         rows.append(f"| {sp}, paper | {top(fco[sp]):.1f} | {top(v3[sp]):.1f} | {_msd([top(r) for r in rs.values()])} | "
                     f"{len(rs)} | {', '.join(f'{top(r) - top(v3[sp]):+.1f}' for r in rs.values())} | "
-                    f"{gain(v3[sp]):+.1f} → {_msd([gain(r) for r in rs.values()])} | "
+                    f"{gain(v3[sp]):+.1f} → {_msd([gain(r) for r in rs.values()], '+')} | "
                     f"{_msd([100 * r['no_adaptation'] for r in rs.values()])} | {'—' if b is None else f'{100 * b:.1f}'} |")
         if sp == "ss0" and ss0h:
             v3h = load(RES / "n3" / "ss0-v3-full-hard5.json")
             fch = load(ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly" / "eval-ss0-test-hard5.json")
             rows.append(f"| ss0, hard5 | {top(fch):.1f} | {top(v3h):.1f} | {_msd([top(r) for r in ss0h.values()])} | "
                         f"{len(ss0h)} | {', '.join(f'{top(r) - top(v3h):+.1f}' for r in ss0h.values())} | "
-                        f"{gain(v3h):+.1f} → {_msd([gain(r) for r in ss0h.values()])} | "
+                        f"{gain(v3h):+.1f} → {_msd([gain(r) for r in ss0h.values()], '+')} | "
                         f"{_msd([100 * r['no_adaptation'] for r in ss0h.values()])} | not run |")
     have = [sp for sp in SPLITS3 if sp in v4]
     said = ""
