@@ -76,12 +76,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from n3core.backbones import create_backbone
-from n3core.baselines import meanpool_text
 from n3core.data import description_file, load_descriptions, read_cub, resolve_data_root
 from n3core.datasets import resolve_split
 from n3core.evaluate import nearest_by_embedding, per_class_accuracy, write_report
 from n3core.imagecache import ImageCache, cache_path, load_array, save_array
 from n3core.preprocess import PreprocessSpec
+from n3core.sentence_match import encode_sentences
 from n3core.text import TextEncoder, split_sentences
 from n3core.textbank import text_variants
 
@@ -263,9 +263,7 @@ class Fused(nn.Module):
 
 
 # ----------------------------------------------------------------------------- data
-def sentence_embeddings(te: TextEncoder, texts: list[str]) -> torch.Tensor:
-    """:func:`n3core.baselines.meanpool_text` in chunks of 64 (bounds the encoder's padded batch)."""
-    return torch.cat([meanpool_text(te, texts[s:s + 64]) for s in range(0, len(texts), 64)])
+sentence_embeddings = encode_sentences    # MiniLM's normalised mean of word states, in chunks of 64
 
 
 def class_texts(root, classes, te, seed: int):

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .meta import config_from_dict, mean_embedding
 from .text import split_sentences
 
 __all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "SentenceHead", "encode_sentences",
@@ -58,11 +59,7 @@ class MatchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MatchConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown sentence-match settings: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "sentence-match config")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,11 +90,7 @@ class MatchTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MatchTrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown sentence-match training settings: {sorted(unknown)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "sentence-match train config")
 
     def __post_init__(self):
         if self.k < 2:
@@ -211,8 +204,6 @@ class SentenceMatch(nn.Module):
 def encode_sentences(text_encoder, sentences: list[str]) -> torch.Tensor:
     """Each sentence embedded alone: the encoder's normalised mean of word states ``[N, D]``
     (in chunks of 64, which bound the encoder's padded batch)."""
-    from .meta import mean_embedding
-
     out = []
     for s in range(0, len(sentences), 64):
         enc = text_encoder.encode(sentences[s:s + 64])
@@ -368,12 +359,6 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
     spec = PreprocessSpec.for_backbone(backbone, n3cfg.image_size)
     te = TextEncoder(max_length=n3cfg.text_max_length)
     match_cfg = match_cfg or MatchConfig()
-    probe = torch.zeros(1, 3, spec.image_size, spec.image_size)
-    from .backbones import feature_map
-    with torch.no_grad():
-        channels = feature_map(backbone.module.eval(), probe).shape[1]
-    match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=channels)
-
     root = resolve_data_root(cfg.data)
     images = read_images(root)
     split = resolve_split(root, cfg.split, images)
@@ -389,6 +374,7 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
         i += n
     records = images.subset(classes).records
     maps = feature_maps(backbone, records, spec, cfg.views, seed=0, progress=progress)
+    match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=maps.shape[2])   # what the models give
     idx = {c: j for j, c in enumerate(classes)}
     labels = torch.tensor([idx[r.label] for r in records])
     torch.manual_seed(cfg.seed)
