@@ -548,7 +548,9 @@ def sentence_view(wb: Workbench, syn, k: str, image, label: str) -> None:
     with st.spinner("Reading the sentence match…"):
         att = memo(("sentences", syn.key, k, label), lambda: wb.sentence_attention(syn, image, label))
     st.plotly_chart(sentence_attention_figure(att), key="sentence_attention", config={"displayModeBar": False})
-    st.caption(f"The full classifier adds κ = {wb.sentence_match:g} × a sentence match to its logits: each sentence "
+    several = (f" (the mean of {att['members']} trained alike; maps, matches and weights below are their means)"
+               if att["members"] > 1 else "")
+    st.caption(f"The full classifier adds κ = {wb.sentence_match:g} × a sentence match{several} to its logits: each sentence "
                f"of the description looks somewhere in the photo (red: where, each map scaled to its own peak) and is "
                f"scored by how well that region fits it. The sentences added {att['match_logit']:+.2f} to this "
                f"label's logit ({att['logit']:+.2f} in all). Shown: the six that added or took away most.")

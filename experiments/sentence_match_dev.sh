@@ -20,7 +20,7 @@ evd() { ev "$1" $SPLIT "$2" --part val "${@:3}"; }
 for seed in ${N3_SEEDS:-0 1 2}; do
   [ -d "runs/dev-v3-full-plain-s$seed/final" ] || { echo "run experiments/keep_scale_dev.sh first"; exit 1; }
   if claim "dev-match-s$seed"; then
-    tm "runs/dev-match-s$seed" --checkpoint "runs/dev-v3-full-plain-s$seed/final" --split $SPLIT --seed "$seed"
+    tm "runs/dev-match-s$seed" --checkpoint "runs/dev-v3-full-plain-s$seed/final" --split $SPLIT --seed "$seed" --members 1
   fi
 done
 for seed in ${N3_SEEDS:-0 1 2}; do

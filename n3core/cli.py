@@ -98,10 +98,26 @@ def _train_match(args) -> int:
     if Path(args.out).exists():
         raise FileExistsError(f"{args.out} exists; choose a new --out (a checkpoint is never overwritten)")
     record = train_sentence_match(args.checkpoint, args.out, MatchTrainConfig.from_dict(overrides),
-                                  MatchConfig(kappa=args.kappa), progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in record.items() if k != "history"} | {"final_loss": record["history"][-1]["loss"]},
-                     indent=1))
-    print(f"[n3] checkpoint with a sentence match written to {args.out}")
+                                  MatchConfig(kappa=args.kappa), members=args.members, progress=not args.no_progress)
+    _print_match(record)
+    print(f"[n3] checkpoint with a sentence match ({len(record['members'])} averaged) written to {args.out}")
+    return 0
+
+
+def _print_match(record: dict) -> None:
+    members = [{"seed": m["seed"], "train_s": m["train_s"], "final_loss": m["history"][-1]["loss"] if m["history"] else None}
+               for m in record["members"]]
+    print(json.dumps({k: v for k, v in record.items() if k != "members"} | {"members": members}, indent=1))
+
+
+def _join_matches(args) -> int:
+    from .sentence_match import join_matches
+
+    if Path(args.out).exists():
+        raise FileExistsError(f"{args.out} exists; choose a new --out (a checkpoint is never overwritten)")
+    record = join_matches(args.checkpoint, args.matches, args.out)
+    _print_match(record)
+    print(f"[n3] checkpoint with the mean of {len(record['members'])} sentence matches written to {args.out}")
     return 0
 
 
@@ -239,10 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--k", type=int, default=None, help="classes per episode (default 25)")
     m.add_argument("--kappa", type=float, default=1.0,
                    help="its weight in the logits (1: chosen on the dev split, experiments/sentence_match_dev.sh)")
-    m.add_argument("--seed", type=int, default=None)
+    m.add_argument("--seed", type=int, default=None, help="the first match's seed; the others take the next ones")
+    m.add_argument("--members", type=int, default=3,
+                   help="matches trained with successive seeds and averaged (3: chosen on the dev split, "
+                        "experiments/match_ensemble.py)")
     m.add_argument("--threads", type=int, default=None)
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(fn=_train_match)
+
+    j = sub.add_parser("join-matches", help="a checkpoint with the mean of sentence matches already trained "
+                                            "(same split and settings, other seeds)")
+    j.add_argument("--checkpoint", required=True, help="the N3 checkpoint whose classifiers the matches join")
+    j.add_argument("--matches", nargs="+", required=True, help="checkpoints from train-match whose matches are averaged")
+    j.add_argument("--out", required=True, help="the new checkpoint folder")
+    j.set_defaults(fn=_join_matches)
 
     s = sub.add_parser("synthesize", help="descriptions → a standalone classifier file")
     s.add_argument("--checkpoint", required=True)

@@ -277,7 +277,9 @@ def sentence_attention(clf: SynthesizedClassifier, image, target: int | None = N
     ``attention`` ``[S, H, W]`` (each map upsampled to the model's view and divided by its own
     maximum, so in [0, 1]), ``cosine`` ``[S]`` (how well the attended region matched the
     sentence, in [-1, 1]), ``weight`` ``[S]`` (how much the sentence counts; sums to 1),
-    ``contribution`` ``[S]`` (what it added to the logit: kappa × scale × weight × cosine),
+    ``contribution`` ``[S]`` (what it added to the logit: kappa × scale × weight × cosine,
+    averaged over the matches the head averages; ``attention``, ``cosine`` and ``weight`` are
+    their means too; ``members`` says how many),
     ``match_logit`` and ``logit`` (the class's whole logit), ``target`` and ``image`` (RGB
     ``[3, H, W]``, as the model sees it)."""
     from .backbones import feature_map
@@ -296,9 +298,9 @@ def sentence_attention(clf: SynthesizedClassifier, image, target: int | None = N
     up = up / up.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
     cos = d["cosine"][0, target, :n].float().cpu()
     w = d["weight"][target, :n].float().cpu()
-    k = clf.words.kappa * clf.words.scale
     return {"sentences": list(clf.words.sentences[target]), "attention": up, "cosine": cos, "weight": w,
-            "contribution": k * w * cos, "match_logit": float(d["logit"][0, target]), "logit": float(logits[target]),
+            "contribution": d["contribution"][0, target, :n].float().cpu(), "members": clf.words.members,
+            "match_logit": float(d["logit"][0, target]), "logit": float(logits[target]),
             "target": target, "image": model_rgb(clf, image)}
 
 

@@ -17,15 +17,17 @@ fusion of two heads written from the same words.
 
 * :class:`SentenceMatch` — the trained, shared maps (what a checkpoint stores, with
   :class:`MatchConfig`);
-* :meth:`SentenceMatch.write` — one class set's sentences → a :class:`SentenceHead`, the
-  per-class part of a :class:`~n3core.synthesize.SynthesizedClassifier` (plain tensors, no
-  text path, exportable);
+* :class:`MatchEnsemble` — what a checkpoint carries and a synthesizer uses: the mean of
+  several matches trained alike with other seeds (one match's seed moved ss0 test accuracy
+  by ±2 points); :meth:`MatchEnsemble.write` turns one class set's sentences into a
+  :class:`SentenceHead`, the per-class part of a
+  :class:`~n3core.synthesize.SynthesizedClassifier` (plain tensors, no text path, exportable);
 * :func:`train_sentence_match` — episodic training on a split's train classes over cached
-  feature maps of a frozen backbone (``python -m n3core train-match``).
+  feature maps of a frozen backbone (``python -m n3core train-match [--members M]``);
+  :func:`join_matches` averages matches already trained (``python -m n3core join-matches``).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import random
@@ -41,8 +43,8 @@ from tqdm.auto import tqdm
 from .meta import config_from_dict, mean_embedding
 from .text import split_sentences
 
-__all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "SentenceHead", "encode_sentences",
-           "sentence_bank", "feature_maps", "train_sentence_match", "WEIGHT_PREFIX"]
+__all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "MatchEnsemble", "SentenceHead", "encode_sentences",
+           "sentence_bank", "feature_maps", "train_sentence_match", "join_matches", "WEIGHT_PREFIX"]
 
 WEIGHT_PREFIX = "sentence_match."     # its tensors' names inside a checkpoint's model.safetensors
 
@@ -100,54 +102,70 @@ class MatchTrainConfig:
 
 
 # ----------------------------------------------------------------------------- the match
-def _match_scores(fmap: torch.Tensor, keys: nn.Linear, values: nn.Linear, query: torch.Tensor,
-                  target: torch.Tensor, weight: torch.Tensor, *, detail: bool = False):
-    """The one scoring rule. ``fmap`` ``[B, C, h, w]``; per class and sentence the query
-    ``[K, S, d]``, unit target ``[K, S, d]`` and weight ``[K, S]`` (0 on padding) → match
-    ``[B, K]`` in [-1, 1]; with ``detail`` also each sentence's attention ``[B, K, S, h, w]``
-    and its cosine ``[B, K, S]``."""
+def _match_scores(fmap: torch.Tensor, keys: tuple[torch.Tensor, torch.Tensor], values: tuple[torch.Tensor, torch.Tensor],
+                  query: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, *,
+                  detail: bool = False):
+    """The one scoring rule, for M matches at once (M = 1 in training). ``fmap`` ``[B, C, h, w]``;
+    per match the key and value maps (weight ``[M, d, C]``, bias ``[M, d]``) and ``scale``
+    ``[M]``; per match, class and sentence the query ``[M, K, S, d]``, unit target
+    ``[M, K, S, d]`` and weight ``[M, K, S]`` (0 on padding) → logits ``[B, K]``: the mean over
+    the matches of scale × weighted cosine. With ``detail`` also each sentence's attention
+    ``[B, M, K, S, h, w]``, its cosine ``[B, M, K, S]`` and its term ``[B, M, K, S]`` (scale ×
+    weight × cosine; their sum over S, averaged over M, is the logit)."""
     B, C, h, w = fmap.shape
     m = fmap.float().flatten(2)                                             # [B, C, P]
-    k = torch.einsum("dc,bcp->bdp", keys.weight, m) + keys.bias[None, :, None]
-    v = torch.einsum("dc,bcp->bdp", values.weight, m) + values.bias[None, :, None]
-    att = (torch.einsum("ksd,bdp->bksp", query, k) / math.sqrt(query.shape[-1])).softmax(-1)
-    seen = F.normalize(torch.einsum("bksp,bdp->bksd", att, v), dim=-1)
-    cos = (seen * target[None]).sum(-1)                                     # [B, K, S]
-    score = (cos * weight[None]).sum(-1)
+    k = torch.einsum("mdc,bcp->bmdp", keys[0], m) + keys[1][None, :, :, None]
+    v = torch.einsum("mdc,bcp->bmdp", values[0], m) + values[1][None, :, :, None]
+    att = (torch.einsum("mksd,bmdp->bmksp", query, k) / math.sqrt(query.shape[-1])).softmax(-1)
+    seen = F.normalize(torch.einsum("bmksp,bmdp->bmksd", att, v), dim=-1)
+    cos = (seen * target[None]).sum(-1)                                     # [B, M, K, S]
+    term = cos * weight[None] * scale[None, :, None, None]
+    score = term.sum(-1).mean(1)
     if detail:
-        return score, att.unflatten(-1, (h, w)), cos
+        return score, att.unflatten(-1, (h, w)), cos, term
     return score
 
 
 class SentenceHead(nn.Module):
     """The sentence match written for one class set: ``forward(fmap)`` with the backbone's
-    feature map ``[B, C, h, w]`` → ``kappa × scale × match`` ``[B, K]``, the term a
-    classifier adds to its logits. ``sentences[k]`` are class k's sentences (the app shows
-    where each looked, :meth:`attention`)."""
+    feature map ``[B, C, h, w]`` → ``kappa × match`` ``[B, K]``, the term a classifier adds
+    to its logits (the mean over the M trained matches it was written from). Plain tensors
+    only (its own copies of the key and value maps). ``sentences[k]`` are class k's sentences
+    (the app shows where each looked, :meth:`attention`)."""
 
-    def __init__(self, keys: nn.Linear, values: nn.Linear, query: torch.Tensor, target: torch.Tensor,
-                 weight: torch.Tensor, scale: float, kappa: float, sentences: list[list[str]]):
+    def __init__(self, keys: tuple[torch.Tensor, torch.Tensor], values: tuple[torch.Tensor, torch.Tensor],
+                 query: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
+                 kappa: float, sentences: list[list[str]]):
         super().__init__()
-        self.keys, self.values = keys, values
-        self.register_buffer("query", query)
-        self.register_buffer("target", target)
-        self.register_buffer("weight", weight)
-        self.scale, self.kappa = float(scale), float(kappa)
+        for name, t in (("keys_weight", keys[0]), ("keys_bias", keys[1]), ("values_weight", values[0]),
+                        ("values_bias", values[1]), ("query", query), ("target", target), ("weight", weight),
+                        ("scale", scale)):
+            self.register_buffer(name, t.detach().clone())
+        self.kappa = float(kappa)
         self.sentences = sentences
 
+    @property
+    def members(self) -> int:
+        """How many trained matches this head averages."""
+        return self.query.shape[0]
+
+    def _scores(self, fmap, detail=False):
+        return _match_scores(fmap, (self.keys_weight, self.keys_bias), (self.values_weight, self.values_bias),
+                             self.query, self.target, self.weight, self.scale, detail=detail)
+
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
-        return self.kappa * self.scale * _match_scores(fmap, self.keys, self.values, self.query, self.target,
-                                                       self.weight)
+        return self.kappa * self._scores(fmap)
 
     @torch.no_grad()
     def attention(self, fmap: torch.Tensor) -> dict:
-        """For the app: ``attention`` ``[B, K, S, h, w]`` (each sentence's map over the
-        positions, summing to 1), ``cosine`` ``[B, K, S]`` (how well the region matched the
-        sentence), ``weight`` ``[K, S]``, and ``logit`` ``[B, K]`` (this head's term)."""
-        score, att, cos = _match_scores(fmap, self.keys, self.values, self.query, self.target, self.weight,
-                                        detail=True)
-        return {"attention": att, "cosine": cos, "weight": self.weight.clone(),
-                "logit": self.kappa * self.scale * score}
+        """For the app, averaged over the matches: ``attention`` ``[B, K, S, h, w]`` (each
+        sentence's map over the positions, summing to 1), ``cosine`` ``[B, K, S]`` (how well the
+        region matched the sentence), ``weight`` ``[K, S]`` (how much it counts; sums to 1 over
+        a class's sentences), ``contribution`` ``[B, K, S]`` (what it adds to the logit; sums over
+        S to ``logit``) and ``logit`` ``[B, K]`` (this head's term)."""
+        score, att, cos, term = self._scores(fmap, detail=True)
+        return {"attention": att.mean(1), "cosine": cos.mean(1), "weight": self.weight.mean(0),
+                "contribution": self.kappa * term.mean(1), "logit": self.kappa * score}
 
 
 class SentenceMatch(nn.Module):
@@ -181,22 +199,75 @@ class SentenceMatch(nn.Module):
 
     def forward(self, fmap: torch.Tensor, sents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         query, target, weight = self.per_class(sents, mask)
-        return self.log_scale.exp() * _match_scores(fmap, self.keys, self.values, query, target, weight)
+        one = lambda lin: (lin.weight[None], lin.bias[None])               # noqa: E731  (M = 1)
+        return _match_scores(fmap, one(self.keys), one(self.values), query[None], target[None], weight[None],
+                             self.log_scale.exp()[None])
+
+
+class MatchEnsemble(nn.Module):
+    """The sentence match a checkpoint carries: the mean of ``M`` :class:`SentenceMatch`
+    trained independently (other seeds) on the same classes and feature maps (M = 1: one
+    match). Averaging them is what makes a classifier's accuracy depend less on one match's
+    seed (on the development split, ``experiments/match_ensemble.py``)."""
+
+    def __init__(self, members: list[SentenceMatch]):
+        super().__init__()
+        if not members:
+            raise ValueError("a sentence match needs at least one trained member")
+        shapes = {(m.cfg.text_dim, m.cfg.channels, m.cfg.dim, m.cfg.max_sentences) for m in members}
+        if len(shapes) != 1:
+            raise ValueError(f"the matches to average differ in shape: {sorted(shapes)}")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def cfg(self) -> MatchConfig:
+        """The shared config (the first member's, whose ``kappa`` the classifier uses)."""
+        return self.members[0].cfg
+
+    def __len__(self) -> int:
+        return len(self.members)
 
     @torch.no_grad()
     def write(self, sents: torch.Tensor, mask: torch.Tensor, sentences: list[list[str]],
               kappa: float | None = None) -> SentenceHead:
-        """One class set → its :class:`SentenceHead` (its own copies of the key and value
-        maps, so a classifier never shares tensors with this module)."""
+        """One class set's sentence embeddings ``[K, S, D]`` with mask ``[K, S]`` → its
+        :class:`SentenceHead` (copies of every tensor it needs, so a classifier never shares
+        storage with this module)."""
         was = self.training
         self.eval()
         try:
-            query, target, weight = self.per_class(sents, mask)
+            parts = [m.per_class(sents, mask) for m in self.members]
         finally:
             self.train(was)
-        keys, values = copy.deepcopy(self.keys).requires_grad_(False), copy.deepcopy(self.values).requires_grad_(False)
-        return SentenceHead(keys, values, query, target, weight, float(self.log_scale.exp()),
+        stack = lambda xs: torch.stack([x.detach() for x in xs])            # noqa: E731
+        ms = list(self.members)
+        return SentenceHead((stack([m.keys.weight for m in ms]), stack([m.keys.bias for m in ms])),
+                            (stack([m.values.weight for m in ms]), stack([m.values.bias for m in ms])),
+                            stack([p[0] for p in parts]), stack([p[1] for p in parts]), stack([p[2] for p in parts]),
+                            stack([m.log_scale.exp() for m in ms]),
                             self.cfg.kappa if kappa is None else kappa, sentences)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Its tensors as a checkpoint stores them: ``sentence_match.<i>.<name>``."""
+        return {f"{WEIGHT_PREFIX}{i}.{k}": v for i, m in enumerate(self.members) for k, v in m.state_dict().items()}
+
+    @classmethod
+    def from_checkpoint(cls, weights: dict[str, torch.Tensor], record: dict) -> "MatchEnsemble":
+        """The match of a checkpoint: ``weights`` its tensors (only those under
+        ``sentence_match.`` are read), ``record`` its ``checkpoint.json["sentence_match"]``.
+        Checkpoints written before matches were averaged hold one match, unnumbered."""
+        cfg = MatchConfig.from_dict(record["config"])
+        names = {k[len(WEIGHT_PREFIX):]: v for k, v in weights.items() if k.startswith(WEIGHT_PREFIX)}
+        groups = [names] if "members" not in record else [
+            {k[len(f"{i}."):]: v for k, v in names.items() if k.startswith(f"{i}.")} for i in range(len(record["members"]))]
+        if "members" in record and sum(map(len, groups)) != len(names):
+            raise ValueError(f"tensors of more matches than the record's {len(record['members'])}")
+        members = []
+        for g in groups:
+            m = SentenceMatch(cfg)
+            m.load_state_dict({k: v.float() for k, v in g.items()}, strict=True)
+            members.append(m.eval())
+        return cls(members)
 
 
 # ----------------------------------------------------------------------------- sentences
@@ -334,24 +405,26 @@ def fit_match(match: SentenceMatch, maps: torch.Tensor, labels: torch.Tensor, ba
 
 
 def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrainConfig,
-                         match_cfg: MatchConfig | None = None, *, progress: bool = True) -> dict:
-    """Train a sentence match on ``cfg.split``'s train classes over the frozen backbone of
-    ``checkpoint`` and write ``out``: a checkpoint with the same meta-model weights plus the
-    match's (``sentence_match.*`` tensors; its config and training config in
-    ``checkpoint.json``'s ``sentence_match``). Returns that record."""
+                         match_cfg: MatchConfig | None = None, *, members: int = 1, progress: bool = True) -> dict:
+    """Train ``members`` sentence matches (seeds ``cfg.seed``, ``cfg.seed + 1``, …) on
+    ``cfg.split``'s train classes over the frozen backbone of ``checkpoint`` and write ``out``:
+    a checkpoint with the same meta-model weights plus the matches (``sentence_match.<i>.*``
+    tensors, averaged by every classifier; the config, training config and each member's
+    history in ``checkpoint.json``'s ``sentence_match``). Returns that record."""
     from .backbones import create_backbone
-    from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from .checkpoint import CheckpointError, load_checkpoint
     from .data import resolve_data_root
     from .datasets import read_images, resolve_split
     from .meta import N3Config
     from .preprocess import PreprocessSpec
     from .text import TextEncoder
 
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     weights, info, _ = load_checkpoint(checkpoint)
     n3cfg = N3Config.from_dict(info["config"])
-    weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
     backbone = create_backbone(n3cfg.backbone)
     sig = info.get("backbone")
     if sig and sig != backbone.signature():
@@ -377,15 +450,79 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
     match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=maps.shape[2])   # what the models give
     idx = {c: j for j, c in enumerate(classes)}
     labels = torch.tensor([idx[r.label] for r in records])
-    torch.manual_seed(cfg.seed)
-    match = SentenceMatch(match_cfg)
-    history = fit_match(match, maps, labels, bank, classes, cfg, progress=progress)
-    record = {"config": match_cfg.to_dict(), "train_config": dataclasses.asdict(cfg), "history": history,
+    trained, runs = [], []
+    for j in range(members):
+        t1 = time.time()
+        member_cfg = dataclasses.replace(cfg, seed=cfg.seed + j)
+        torch.manual_seed(member_cfg.seed)
+        match = SentenceMatch(match_cfg)
+        history = fit_match(match, maps, labels, bank, classes, member_cfg, progress=progress)
+        trained.append(match)
+        runs.append({"seed": member_cfg.seed, "history": history, "train_s": round(time.time() - t1, 1),
+                     "source_checkpoint": str(checkpoint)})
+    record = {"config": match_cfg.to_dict(), "train_config": dataclasses.asdict(cfg), "members": runs,
               "train_classes": len(classes), "train_photos": len(records), "train_s": round(time.time() - t0, 1),
               "source_checkpoint": str(checkpoint)}
+    _save_with_match(checkpoint, weights, info, out, MatchEnsemble(trained), record)
+    return record
+
+
+def _save_with_match(source, weights: dict, info: dict, out, ensemble: MatchEnsemble, record: dict) -> None:
+    """``source``'s meta-model (``weights``, ``info``) with ``ensemble`` as its sentence match, to ``out``."""
+    from .checkpoint import save_checkpoint
+
+    weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
     keep = {k: v for k, v in info.items()
             if k not in ("optimizer_tree", "files", "format", "version", "saved_at", "dtype", "sentence_match")}
     keep["sentence_match"] = record
-    weights.update({WEIGHT_PREFIX + k: v for k, v in match.state_dict().items()})
+    weights.update(ensemble.tensors())
     save_checkpoint(out, weights, keep, half=info.get("dtype") == "float16")
+
+
+def _member_runs(record: dict) -> list[dict]:
+    """Each trained match's own record (seed, history, time, source); a checkpoint from before
+    matches were averaged holds one, described at the top level."""
+    if "members" in record:
+        return record["members"]
+    return [{"seed": record["train_config"]["seed"], "history": record.get("history", []),
+             "train_s": record.get("train_s"), "source_checkpoint": record.get("source_checkpoint")}]
+
+
+def join_matches(checkpoint: str | Path, sources: list[str | Path], out: str | Path) -> dict:
+    """``checkpoint``'s meta-model with the mean of the sentence matches of ``sources`` (each
+    trained with ``train-match`` on the same split, match shape and training settings, seeds
+    aside), written to ``out``; the matches' records are kept, member by member. The
+    classifier's ``kappa`` is the first source's. Returns the new record."""
+    from .checkpoint import CheckpointError, load_checkpoint
+
+    if not sources:
+        raise ValueError("name at least one checkpoint whose sentence match to join")
+    weights, info, _ = load_checkpoint(checkpoint)
+    members, runs, first = [], [], None
+    for src in sources:
+        w, i, _ = load_checkpoint(src)
+        rec = i.get("sentence_match")
+        if rec is None:
+            raise CheckpointError(f"{src} has no sentence match (train one: python -m n3core train-match)")
+        if i.get("backbone") != info.get("backbone"):
+            raise CheckpointError(f"{src}'s match was trained on another backbone than {checkpoint}'s")
+        settings = {k: v for k, v in rec["train_config"].items() if k not in ("seed", "threads")}
+        if first is None:
+            first = rec, settings
+        else:
+            shape = {k: v for k, v in rec["config"].items() if k != "kappa"}
+            if shape != {k: v for k, v in first[0]["config"].items() if k != "kappa"} or settings != first[1]:
+                raise CheckpointError(f"{src}'s match differs from {sources[0]}'s in shape or training settings "
+                                      "(only matches trained alike, seeds aside, are averaged)")
+        members += list(MatchEnsemble.from_checkpoint(w, rec).members)
+        runs += _member_runs(rec)
+    seeds = [r["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise CheckpointError(f"the same seed twice among the matches to join ({seeds}): they would be one match")
+    rec0 = first[0]
+    record = {"config": rec0["config"], "train_config": rec0["train_config"], "members": runs,
+              "train_classes": rec0.get("train_classes"), "train_photos": rec0.get("train_photos"),
+              "train_s": round(sum(r["train_s"] or 0 for r in runs), 1), "source_checkpoint": str(checkpoint),
+              "joined_from": [str(s) for s in sources]}
+    _save_with_match(checkpoint, weights, info, out, MatchEnsemble(members), record)
     return record

@@ -30,7 +30,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .meta import Adaptation, N3Config, N3Model, SynthesisError
 from .preprocess import PreprocessSpec
 from .runtime import pick_device
-from .sentence_match import WEIGHT_PREFIX, MatchConfig, SentenceHead, SentenceMatch, sentence_bank
+from .sentence_match import WEIGHT_PREFIX, MatchEnsemble, SentenceHead, sentence_bank
 from .text import EncodedTexts, TextEncoder
 
 __all__ = ["Synthesizer", "SynthesizedClassifier", "check_descriptions", "class_key", "descriptions_from_pairs"]
@@ -183,7 +183,7 @@ class Synthesizer:
     the only shared state is content-keyed caches (text states, label embeddings)."""
 
     def __init__(self, model: N3Model, text_encoder: TextEncoder, info: dict | None = None,
-                 match: SentenceMatch | None = None):
+                 match: MatchEnsemble | None = None):
         self.model = model.eval()
         self.text_encoder = text_encoder
         self.info = info or {}
@@ -225,7 +225,7 @@ class Synthesizer:
         if te.dim != cfg.text_dim:
             raise CheckpointError(f"{directory} expects {cfg.text_dim}-d token states; the text encoder gives {te.dim}")
         model = N3Model(cfg, bb)
-        match_weights = {k[len(WEIGHT_PREFIX):]: v for k, v in weights.items() if k.startswith(WEIGHT_PREFIX)}
+        match_weights = {k: v for k, v in weights.items() if k.startswith(WEIGHT_PREFIX)}
         weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
         try:
             model.meta.load_state_dict(weights, strict=True)
@@ -234,8 +234,7 @@ class Synthesizer:
         match = None
         if match_weights or "sentence_match" in info:
             try:
-                match = SentenceMatch(MatchConfig.from_dict(info["sentence_match"]["config"]))
-                match.load_state_dict(match_weights, strict=True)
+                match = MatchEnsemble.from_checkpoint(match_weights, info["sentence_match"])
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise CheckpointError(f"{directory}: its sentence match does not fit its config ({e})") from e
             if match.cfg.text_dim != te.dim:

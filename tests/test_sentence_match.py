@@ -11,8 +11,8 @@ from n3core.backbones import feature_map
 from n3core.checkpoint import CheckpointError
 from n3core.evaluate import evaluate_protocol, format_summary
 from n3core.meta import N3Model, SynthesisError
-from n3core.sentence_match import (MatchConfig, MatchTrainConfig, SentenceMatch, WEIGHT_PREFIX, fit_match,
-                                   sentence_bank)
+from n3core.sentence_match import (MatchConfig, MatchEnsemble, MatchTrainConfig, SentenceMatch, WEIGHT_PREFIX,
+                                   fit_match, sentence_bank)
 from n3core.synthesize import Synthesizer
 from tests.conftest import ROOT, make_tiny_backbone, tiny_config
 from tests.test_evaluate import photos  # noqa: F401  (fixture)
@@ -24,9 +24,8 @@ OTHER = {"Mallard": "A duck with a glossy green head. A yellow bill.",
          "Crow": "All black, large, with a heavy bill."}
 
 
-def _synth(text_encoder, mode="fc-only", kappa=0.5, text_blind=False):
-    torch.manual_seed(0)
-    model = N3Model(tiny_config(text_dim=384, mode=mode, mu_init=0.5), make_tiny_backbone())
+def _match(kappa=0.5, text_blind=False, seed=0):
+    torch.manual_seed(seed)
     match = SentenceMatch(MatchConfig(text_dim=384, channels=8, dim=16, kappa=kappa))
     with torch.no_grad():
         for p in match.parameters():             # big enough to move the logits of a random model
@@ -34,7 +33,14 @@ def _synth(text_encoder, mode="fc-only", kappa=0.5, text_blind=False):
         if text_blind:                           # every map from the sentences is its bias: text-independent
             for lin in (match.query[1], match.target, match.weight):
                 lin.weight.zero_()
-    return Synthesizer(model, text_encoder, match=match)
+    return match.eval()
+
+
+def _synth(text_encoder, mode="fc-only", kappa=0.5, text_blind=False, members=1):
+    torch.manual_seed(0)
+    model = N3Model(tiny_config(text_dim=384, mode=mode, mu_init=0.5), make_tiny_backbone())
+    matches = [_match(kappa, text_blind, seed) for seed in range(members)]
+    return Synthesizer(model, text_encoder, match=MatchEnsemble(matches))
 
 
 def test_the_classifier_adds_kappa_times_the_match_to_its_layer(text_encoder):
@@ -46,7 +52,7 @@ def test_the_classifier_adds_kappa_times_the_match_to_its_layer(text_encoder):
     assert sentences[0] == ["A red songbird with a crest.", "Its face is black around a thick red bill."]
     with torch.no_grad():
         fmap = feature_map(clf.backbone, x)
-        expected = plain(x) + 0.5 * synth.match(fmap, vec, mask)
+        expected = plain(x) + 0.5 * synth.match.members[0](fmap, vec, mask)
         assert torch.allclose(clf(x), expected, atol=1e-5)
         assert (clf(x) - plain(x)).abs().max() > 1e-3, "the match moved the logits"
         # pooled features: the classification layer alone (the control's "no adaptation")
@@ -56,13 +62,50 @@ def test_the_classifier_adds_kappa_times_the_match_to_its_layer(text_encoder):
     assert fc.words is None and fc.info["sentence_match"] is None
 
 
+def test_several_matches_are_averaged(text_encoder):
+    synth = _synth(text_encoder, mode="full", members=3)
+    clf, plain = synth.synthesize(DESC), synth.synthesize(DESC, kappa=0.0)
+    assert clf.words.members == 3
+    x = torch.randn(4, 3, 16, 16)
+    vec, mask, _ = sentence_bank(text_encoder, list(DESC.values()), 16)
+    with torch.no_grad():
+        fmap = feature_map(clf.backbone, x)
+        each = torch.stack([m(fmap, vec, mask) for m in synth.match.members])
+        assert (each[0] - each[1]).abs().max() > 1e-3, "the members differ"
+        assert torch.allclose(clf(x), plain(x) + 0.5 * each.mean(0), atol=1e-5)
+        att = clf.words.attention(fmap)
+    # what the app shows: per sentence, the members' mean; the contributions still sum to the term
+    S, (h, w) = vec.shape[1], fmap.shape[-2:]
+    assert att["attention"].shape == (4, 3, S, h, w) and att["weight"].shape == (3, S)
+    assert torch.allclose(att["contribution"].sum(-1), att["logit"], atol=1e-5)
+    assert torch.allclose(att["logit"], 0.5 * each.mean(0), atol=1e-5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        MatchEnsemble([_match(), SentenceMatch(MatchConfig(text_dim=384, channels=8, dim=32))])
+
+
+def test_checkpoints_of_one_unnumbered_match_still_load():
+    """Before matches were averaged a checkpoint held one, as ``sentence_match.<name>``."""
+    match = _match()
+    record = {"config": match.cfg.to_dict(), "train_config": MatchTrainConfig().__dict__, "history": []}
+    old = MatchEnsemble.from_checkpoint({WEIGHT_PREFIX + k: v for k, v in match.state_dict().items()}, record)
+    assert len(old) == 1
+    for k, v in match.state_dict().items():
+        assert torch.equal(old.members[0].state_dict()[k], v), k
+    new = MatchEnsemble([match, _match(seed=1)])
+    rec2 = dict(record, members=[{"seed": 0}, {"seed": 1}])
+    back = MatchEnsemble.from_checkpoint(new.tensors(), rec2)
+    assert len(back) == 2 and torch.equal(back.members[1].keys.weight, new.members[1].keys.weight)
+    with pytest.raises(ValueError, match="more matches"):
+        MatchEnsemble.from_checkpoint(new.tensors(), dict(record, members=[{"seed": 0}]))
+
+
 def test_sentences_are_capped_and_padding_counts_for_nothing(text_encoder):
     long = " ".join(f"Sentence number {i} says a thing." for i in range(20))
     vec, mask, sentences = sentence_bank(text_encoder, ["One sentence only.", long], 16)
     assert mask.sum(1).tolist() == [1, 16] and len(sentences[1]) == 16 and vec.shape == (2, 16, 384)
-    head = SentenceMatch(MatchConfig(text_dim=384, channels=8, dim=16)).write(vec, mask, sentences)
-    assert head.weight[0, 0] == pytest.approx(1.0) and head.weight[0, 1:].abs().sum() == 0
-    assert torch.allclose(head.weight.sum(1), torch.ones(2))
+    head = MatchEnsemble([SentenceMatch(MatchConfig(text_dim=384, channels=8, dim=16))]).write(vec, mask, sentences)
+    assert head.weight[0, 0, 0] == pytest.approx(1.0) and head.weight[0, 0, 1:].abs().sum() == 0
+    assert torch.allclose(head.weight.sum(-1), torch.ones(1, 2))
     att = head.attention(torch.rand(3, 8, 4, 4))
     assert att["attention"].shape == (3, 2, 16, 4, 4)
     assert torch.allclose(att["attention"].sum((-2, -1)), torch.ones(3, 2, 16), atol=1e-5)
@@ -137,17 +180,34 @@ def test_train_match_end_to_end_with_the_real_models(small_split, tmp_path, caps
 
     out = tmp_path / "with-match"
     args = ["train-match", "--checkpoint", str(ROOT / "checkpoints" / "n3-effl0-minilm-ss0"), "--out", str(out),
-            "--split", small_split, "--steps", "6", "--k", "3", "--no-progress"]
+            "--split", small_split, "--steps", "6", "--k", "3", "--members", "2", "--no-progress"]
     assert main(args) == 0
     info = json.loads((out / "checkpoint.json").read_text())
     rec = info["sentence_match"]
     assert rec["config"]["channels"] == 1280 and rec["train_classes"] == 5 and rec["train_config"]["steps"] == 6
-    assert len(rec["history"]) == 1
+    assert [m["seed"] for m in rec["members"]] == [0, 1] and all(len(m["history"]) == 1 for m in rec["members"])
     synth = Synthesizer.from_checkpoint(out, device="cpu")
-    assert synth.match is not None and synth.match.cfg.kappa == 1.0
+    assert len(synth.match) == 2 and synth.match.cfg.kappa == 1.0
+    assert not torch.equal(synth.match.members[0].keys.weight, synth.match.members[1].keys.weight)
     clf = synth.synthesize(DESC)
-    assert clf.words is not None and clf.predict(torch.zeros(1, 3, 224, 224)).shape == (1, 3)
+    assert clf.words.members == 2 and clf.predict(torch.zeros(1, 3, 224, 224)).shape == (1, 3)
     assert main(args) == 2 and "exists" in capsys.readouterr().err       # never overwritten
+    # join-matches: matches trained alike with other seeds, averaged onto a checkpoint
+    one = tmp_path / "seed-5"
+    assert main(args[:4] + [str(one)] + args[5:-3] + ["--seed", "5", "--members", "1", "--no-progress"]) == 0
+    fconly = str(ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly")
+    joined = tmp_path / "joined"
+    assert main(["join-matches", "--checkpoint", fconly, "--matches", str(out), str(one), "--out", str(joined)]) == 0
+    jrec = json.loads((joined / "checkpoint.json").read_text())["sentence_match"]
+    assert [m["seed"] for m in jrec["members"]] == [0, 1, 5] and jrec["joined_from"] == [str(out), str(one)]
+    js = Synthesizer.from_checkpoint(joined, device="cpu")
+    assert len(js.match) == 3 and js.config.mode == "fc-only"
+    assert torch.equal(js.match.members[2].values.weight, Synthesizer.from_checkpoint(one, device="cpu").match.members[0].values.weight)
+    capsys.readouterr()
+    assert main(["join-matches", "--checkpoint", fconly, "--matches", str(out), str(out), "--out", str(tmp_path / "x")]) == 2
+    assert "same seed twice" in capsys.readouterr().err
+    assert main(["join-matches", "--checkpoint", fconly, "--matches", fconly, "--out", str(tmp_path / "y")]) == 2
+    assert "no sentence match" in capsys.readouterr().err
     # package ships it with the weight chosen on a dev split; the tensors are unchanged
     assert main(["package", "--checkpoint", str(out), "--out", str(tmp_path / "shipped"), "--kappa", "1.5"]) == 0
     shipped = Synthesizer.from_checkpoint(tmp_path / "shipped", device="cpu")
