@@ -407,7 +407,7 @@ def sentence_match_section() -> list[str]:
         said += (f" On ss0, {len(alls)} means of three matches (seeds 0–2, the shipped one; "
                 f"{', '.join(extra)}) score {', '.join(f'{x:.1f}' for x in alls)}% ({_msd(alls)}), single matches "
                 f"{_msd(singles)} ({len(singles)} seeds): averaging three matches did not take the seed's effect out of "
-                f"this test split's result, and the shipped triple is the {'best' if alls[0] == max(alls) else 'not the best'} "
+                f"this test split's result, and the shipped triple is {'the best' if alls[0] == max(alls) else 'not the best'} "
                 f"of them. What the recipe gives on ss0 is their mean, {statistics.mean(alls):.1f}% "
                 f"({statistics.mean(alls) - top(v3['ss0']):+.1f} against the v3 full model, "
                 f"{statistics.mean(alls) - top(fco['ss0']):+.1f} against fc-only), not the shipped checkpoint's "
