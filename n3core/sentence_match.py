@@ -515,8 +515,11 @@ def join_matches(checkpoint: str | Path, sources: list[str | Path], out: str | P
             if shape != {k: v for k, v in first[0]["config"].items() if k != "kappa"} or settings != first[1]:
                 raise CheckpointError(f"{src}'s match differs from {sources[0]}'s in shape or training settings "
                                       "(only matches trained alike, seeds aside, are averaged)")
-        members += list(MatchEnsemble.from_checkpoint(w, rec).members)
-        runs += _member_runs(rec)
+        try:
+            members += list(MatchEnsemble.from_checkpoint(w, rec).members)
+            runs += _member_runs(rec)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{src}: its sentence match does not fit its record ({e})") from e
     seeds = [r["seed"] for r in runs]
     if len(set(seeds)) != len(seeds):
         raise CheckpointError(f"the same seed twice among the matches to join ({seeds}): they would be one match")

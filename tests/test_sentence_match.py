@@ -208,6 +208,11 @@ def test_train_match_end_to_end_with_the_real_models(small_split, tmp_path, caps
     assert "same seed twice" in capsys.readouterr().err
     assert main(["join-matches", "--checkpoint", fconly, "--matches", fconly, "--out", str(tmp_path / "y")]) == 2
     assert "no sentence match" in capsys.readouterr().err
+    bad = json.loads((one / "checkpoint.json").read_text())
+    bad["sentence_match"]["config"]["dim"] = 64                   # a record that does not fit its tensors
+    (one / "checkpoint.json").write_text(json.dumps(bad))
+    assert main(["join-matches", "--checkpoint", fconly, "--matches", str(one), "--out", str(tmp_path / "z")]) == 2
+    assert "does not fit" in capsys.readouterr().err and not (tmp_path / "z").exists()
     # package ships it with the weight chosen on a dev split; the tensors are unchanged
     assert main(["package", "--checkpoint", str(out), "--out", str(tmp_path / "shipped"), "--kappa", "1.5"]) == 0
     shipped = Synthesizer.from_checkpoint(tmp_path / "shipped", device="cpu")
