@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_info", "fc_only_sibling",
-           "latest_checkpoint", "package_checkpoint", "FORMAT"]
+           "latest_checkpoint", "package_checkpoint", "carried_info", "FORMAT"]
 
 FORMAT = "n3-checkpoint"
 VERSION = 1
@@ -242,6 +242,13 @@ def latest_checkpoint(run_dir: str | Path, prefix: str = "step-") -> Path | None
     return None
 
 
+def carried_info(info: dict) -> dict:
+    """A loaded checkpoint's record without what :func:`save_checkpoint` writes itself (file
+    list, format, version, time, dtype, optimiser layout): what a checkpoint made from it keeps."""
+    return {k: v for k, v in info.items()
+            if k not in ("optimizer_tree", "files", "format", "version", "saved_at", "dtype")}
+
+
 def package_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, provenance: dict | None = None,
                        kappa: float | None = None) -> Path:
     """Copy a training checkpoint as a shippable one: weights only (no optimiser), fp16 by
@@ -253,7 +260,7 @@ def package_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, p
         if "sentence_match" not in info:
             raise CheckpointError(f"{src} has no sentence match to set kappa for")
         info["sentence_match"]["config"]["kappa"] = float(kappa)
-    keep = {k: v for k, v in info.items() if k not in ("optimizer_tree", "files", "format", "version", "saved_at", "dtype")}
+    keep = carried_info(info)
     keep["train_state"] = {"history": info.get("train_state", {}).get("history", [])}
     if "mu" in weights:
         keep["mu"] = float(weights["mu"])

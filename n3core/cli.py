@@ -88,6 +88,11 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _refuse_existing(out) -> None:
+    if Path(out).exists():
+        raise FileExistsError(f"{out} exists; choose a new --out (a checkpoint is never overwritten)")
+
+
 def _train_match(args) -> int:
     from .sentence_match import MatchConfig, MatchTrainConfig, train_sentence_match
 
@@ -95,8 +100,7 @@ def _train_match(args) -> int:
         args.split = f"preset:{args.preset}"
     overrides = {k: v for k, v in (("split", args.split), ("data", args.data), ("steps", args.steps),
                                    ("k", args.k), ("seed", args.seed), ("threads", args.threads)) if v is not None}
-    if Path(args.out).exists():
-        raise FileExistsError(f"{args.out} exists; choose a new --out (a checkpoint is never overwritten)")
+    _refuse_existing(args.out)
     record = train_sentence_match(args.checkpoint, args.out, MatchTrainConfig.from_dict(overrides),
                                   MatchConfig(kappa=args.kappa), members=args.members, progress=not args.no_progress)
     _print_match(record)
@@ -113,8 +117,7 @@ def _print_match(record: dict) -> None:
 def _join_matches(args) -> int:
     from .sentence_match import join_matches
 
-    if Path(args.out).exists():
-        raise FileExistsError(f"{args.out} exists; choose a new --out (a checkpoint is never overwritten)")
+    _refuse_existing(args.out)
     record = join_matches(args.checkpoint, args.matches, args.out)
     _print_match(record)
     print(f"[n3] checkpoint with the mean of {len(record['members'])} sentence matches written to {args.out}")

@@ -129,7 +129,8 @@ class SentenceHead(nn.Module):
     """The sentence match written for one class set: ``forward(fmap)`` with the backbone's
     feature map ``[B, C, h, w]`` → ``kappa × match`` ``[B, K]``, the term a classifier adds
     to its logits (the mean over the M trained matches it was written from). Plain tensors
-    only (its own copies of the key and value maps). ``sentences[k]`` are class k's sentences
+    only, taken as given: :meth:`MatchEnsemble.write` passes freshly stacked ones (its own
+    copies of the key and value maps), so no second copy is made here. ``sentences[k]`` are class k's sentences
     (the app shows where each looked, :meth:`attention`)."""
 
     def __init__(self, keys: tuple[torch.Tensor, torch.Tensor], values: tuple[torch.Tensor, torch.Tensor],
@@ -139,7 +140,7 @@ class SentenceHead(nn.Module):
         for name, t in (("keys_weight", keys[0]), ("keys_bias", keys[1]), ("values_weight", values[0]),
                         ("values_bias", values[1]), ("query", query), ("target", target), ("weight", weight),
                         ("scale", scale)):
-            self.register_buffer(name, t.detach().clone())
+            self.register_buffer(name, t.detach())
         self.kappa = float(kappa)
         self.sentences = sentences
 
@@ -464,18 +465,17 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
     record = {"config": match_cfg.to_dict(), "train_config": dataclasses.asdict(cfg), "members": runs,
               "train_classes": len(classes), "train_photos": len(records), "train_s": round(time.time() - t0, 1),
               "source_checkpoint": str(checkpoint)}
-    _save_with_match(checkpoint, weights, info, out, MatchEnsemble(trained), record)
+    _save_with_match(weights, info, out, MatchEnsemble(trained), record)
     return record
 
 
-def _save_with_match(source, weights: dict, info: dict, out, ensemble: MatchEnsemble, record: dict) -> None:
-    """``source``'s meta-model (``weights``, ``info``) with ``ensemble`` as its sentence match, to ``out``."""
-    from .checkpoint import save_checkpoint
+def _save_with_match(weights: dict, info: dict, out, ensemble: MatchEnsemble, record: dict) -> None:
+    """A loaded checkpoint's meta-model (``weights``, ``info``) with ``ensemble`` as its sentence
+    match (any match it had is dropped), to ``out``."""
+    from .checkpoint import carried_info, save_checkpoint
 
     weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
-    keep = {k: v for k, v in info.items()
-            if k not in ("optimizer_tree", "files", "format", "version", "saved_at", "dtype", "sentence_match")}
-    keep["sentence_match"] = record
+    keep = carried_info(info) | {"sentence_match": record}
     weights.update(ensemble.tensors())
     save_checkpoint(out, weights, keep, half=info.get("dtype") == "float16")
 
@@ -528,5 +528,5 @@ def join_matches(checkpoint: str | Path, sources: list[str | Path], out: str | P
               "train_classes": rec0.get("train_classes"), "train_photos": rec0.get("train_photos"),
               "train_s": round(sum(r["train_s"] or 0 for r in runs), 1), "source_checkpoint": str(checkpoint),
               "joined_from": [str(s) for s in sources]}
-    _save_with_match(checkpoint, weights, info, out, MatchEnsemble(members), record)
+    _save_with_match(weights, info, out, MatchEnsemble(members), record)
     return record
