@@ -274,3 +274,12 @@ def test_token_evidence_predicts_what_the_classifier_predicts(text_encoder):
     probs = clf.predict(image)[0]
     assert ev.predicted == list(DESC)[int(probs.argmax())]
     assert [ev.probabilities[c] for c in DESC] == pytest.approx(probs.tolist(), abs=1e-5)
+
+
+def test_train_match_refuses_no_members_before_any_work(tmp_path, capsys):
+    from n3core.cli import main
+
+    out = tmp_path / "none"
+    assert main(["train-match", "--checkpoint", str(ROOT / "checkpoints" / "n3-effl0-minilm-ss0"), "--out", str(out),
+                 "--members", "0", "--no-progress"]) == 2
+    assert "members must be at least 1" in capsys.readouterr().err and not out.exists()
