@@ -25,7 +25,7 @@ def _train(args) -> int:
         args.split = f"preset:{args.preset}"
     if args.mode:
         model_d["mode"] = args.mode
-    for key in ("split", "data", "descriptions", "max_steps", "checkpoint_every", "eval_every", "k", "k_min",
+    for key in ("split", "data", "descriptions", "max_steps", "checkpoint_every", "eval_every", "patience", "k", "k_min",
                 "neighbour_episodes", "batch_size", "seed", "init_from", "device", "threads"):
         v = getattr(args, key, None)
         if v is not None:
@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--checkpoint-every", type=int, default=None)
     t.add_argument("--eval-every", type=int, default=None)
+    t.add_argument("--patience", type=int, default=None,
+                   help="stop once this many validations in a row bring no new best val accuracy (best/ is unchanged)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     t.add_argument("--config", default=None, help='JSON {"model": {...}, "train": {...}}')
     t.add_argument("--data", default=None, help="data folder (default $N3_DATA or ../shared/data/cub100)")

@@ -155,7 +155,7 @@ def _control_sets(control: dict[str, str] | None, k: int, draws: int, seed: int)
 def nearest_tasks(synthesizer, descriptions: dict[str, str], size: int = HARD_K) -> dict[str, list[str]]:
     """For each class c: ``[c]`` plus the ``size - 1`` classes whose descriptions are nearest to
     c's by cosine of the text encoder's sentence embedding (normalised mean of its word states)."""
-    from .meta import mean_embedding
+    from .text import mean_embedding
 
     names = list(descriptions)
     if len(names) < size:

@@ -32,7 +32,7 @@ from torch.func import functional_call
 
 from .backbones import AdaptableTensor, Backbone
 from .preprocess import PreprocessSpec
-from .text import word_positions
+from .text import mean_embedding, word_positions
 
 __all__ = ["N3Config", "Adaptation", "N3MetaModel", "N3Model", "SynthesisError", "MODES"]
 
@@ -135,7 +135,8 @@ class Adaptation:
         describe Θ', and γ only sets ΔΘ's weight against Θ (γ, μ acts as 1, μ/γ)."""
         out = {}
         for n, d in self.delta.items():
-            new = self.gamma * theta[n] + self.mu * d
+            # one fused pass (γ = 1: Θ itself, no scaled copy); μ keeps its gradient
+            new = torch.addcmul(theta[n] if self.gamma == 1 else self.gamma * theta[n], self.mu, d)
             if self.keep_scale:
                 new = new * (_channel_norms(theta[n]) / _channel_norms(new).clamp_min(1e-12))
             out[n] = new
@@ -173,18 +174,6 @@ def _encoder(d: int, heads: int, layers: int, ff_mult: int, dropout: float) -> n
 def _mean_mlp(cfg: N3Config, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Dropout(cfg.mean_dropout), nn.Linear(cfg.text_dim, cfg.mean_hidden), nn.GELU(),
                          nn.Dropout(cfg.mean_dropout), nn.Linear(cfg.mean_hidden, out))
-
-
-def mean_embedding(states: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Normalised mean of the word-token states (special tokens left out; with ``keep``
-    ``[K, L]``, only the words it keeps): ``[K, L, D]``, ``[K, L]`` → ``[K, D]``. A row with no
-    word left averages its special tokens."""
-    mask = mask.bool()
-    all_words = word_positions(mask)
-    words = all_words if keep is None else all_words & keep
-    words = words | (mask & ~all_words & ~words.any(1, keepdim=True))
-    w = words.unsqueeze(-1).to(states.dtype)
-    return F.normalize((states * w).sum(1) / w.sum(1).clamp_min(1.0), dim=-1)
 
 
 class Tokens2Label(nn.Module):

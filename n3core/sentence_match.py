@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .meta import config_from_dict, mean_embedding
+from .meta import config_from_dict
 from .text import split_sentences
 
 __all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "MatchEnsemble", "SentenceHead", "encode_sentences",
@@ -276,12 +276,8 @@ class MatchEnsemble(nn.Module):
 @torch.no_grad()
 def encode_sentences(text_encoder, sentences: list[str]) -> torch.Tensor:
     """Each sentence embedded alone: the encoder's normalised mean of word states ``[N, D]``
-    (in chunks of 64, which bound the encoder's padded batch)."""
-    out = []
-    for s in range(0, len(sentences), 64):
-        enc = text_encoder.encode(sentences[s:s + 64])
-        out.append(mean_embedding(enc.states, enc.mask))
-    return torch.cat(out) if out else torch.zeros(0, text_encoder.dim)
+    (:meth:`TextEncoder.embed`, cached per sentence)."""
+    return text_encoder.embed(sentences)
 
 
 def sentence_bank(text_encoder, texts: list[str], max_sentences: int, width: int | None = None

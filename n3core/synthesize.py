@@ -78,6 +78,47 @@ def check_descriptions(descriptions: dict[str, str]) -> dict[str, str]:
     return dict(descriptions)
 
 
+_CONTAINERS = (dict, OrderedDict, set, list)
+
+
+def clone_module(module: nn.Module, replace: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``module`` that shares no tensor with it: parameter ``name`` becomes
+    ``replace[name]`` (a frozen parameter over that tensor, not copied again), every other
+    parameter and buffer a clone.
+
+    The result is what ``copy.deepcopy`` makes, built directly: each submodule's attributes
+    are copied one level deep (the dicts of parameters, buffers, submodules and hooks are
+    new; plain settings are shared, as they are immutable), so a synthesis spends about 2 ms
+    here instead of deepcopy's 20-30 ms walk over every attribute of Lite0's 273 modules. A
+    submodule reached twice is copied once."""
+    memo: dict[int, nn.Module] = {}
+    used = set()
+
+    def param(name: str, p: nn.Parameter | None) -> nn.Parameter | None:
+        if p is None:
+            return None
+        if name in replace:
+            used.add(name)
+            return nn.Parameter(replace[name].detach(), requires_grad=False)
+        return nn.Parameter(p.detach().clone(), requires_grad=p.requires_grad)
+
+    def walk(m: nn.Module, prefix: str) -> nn.Module:
+        if id(m) in memo:
+            return memo[id(m)]
+        new = memo[id(m)] = object.__new__(type(m))
+        d = {k: v.copy() if type(v) in _CONTAINERS else v for k, v in m.__dict__.items()}
+        d["_parameters"] = {n: param(prefix + n, p) for n, p in m._parameters.items()}
+        d["_buffers"] = {n: None if b is None else b.clone() for n, b in m._buffers.items()}
+        d["_modules"] = {n: None if c is None else walk(c, prefix + n + ".") for n, c in m._modules.items()}
+        new.__dict__ = d
+        return new
+
+    out = walk(module, "")
+    if used != set(replace):
+        raise KeyError(f"clone_module: {sorted(set(replace) - used)[:3]} are not parameters of the module")
+    return out
+
+
 def _prepare(spec: PreprocessSpec, images) -> torch.Tensor:
     """PIL images (or one), or an already normalised ``[B, 3, S, S]`` tensor → ``[B, 3, S, S]``."""
     if isinstance(images, torch.Tensor):
@@ -329,10 +370,7 @@ class Synthesizer:
         if share_backbone and not adapt:
             module = source
         else:   # the copy takes Θ' for adapted tensors directly (no copy of Θ to overwrite)
-            params = dict(source.named_parameters())
-            memo = {id(params[n]): nn.Parameter(v.detach(), requires_grad=False)
-                    for n, v in a.adapted_params(self.model.theta()).items()} if adapt else {}
-            module = copy.deepcopy(source, memo)
+            module = clone_module(source, a.adapted_params(self.model.theta()) if adapt else {})
         words = None
         if self.match is not None and mode != "fc-only":
             if delta_from is not None:

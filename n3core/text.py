@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["EncodedTexts", "TextEncoder", "TextEncoderError", "Truncation", "default_text_model_path",
@@ -77,6 +78,7 @@ class _Entry:
     pieces: list[str]
     spans: list[tuple[int, int]]
     n_full: int                  # tokens before truncation (special tokens included)
+    embedding: torch.Tensor | None = None   # [D] mean_embedding of the states, computed on first use
 
 
 class TextEncoder(nn.Module):
@@ -170,6 +172,21 @@ class TextEncoder(nn.Module):
                     self._cache.popitem(last=False)
         return [hits[k] for k in keys]
 
+    @torch.no_grad()
+    def embed(self, texts: list[str], chunk: int = 64) -> torch.Tensor:
+        """Each text's sentence embedding ``[N, D]`` (:func:`mean_embedding` of its word
+        states), kept beside its cached states: texts seen before cost a lookup, new ones run
+        the network in chunks of ``chunk`` (which bound its padded batch)."""
+        texts = [_check_text(t, i) for i, t in enumerate(texts)]
+        out = []
+        for s in range(0, len(texts), chunk):
+            for e in self._encode_cached(texts[s:s + chunk]):
+                if e.embedding is None:     # the same value whichever thread computes it first
+                    e.embedding = mean_embedding(e.states[None], torch.ones(1, len(e.ids), dtype=torch.bool,
+                                                                            device=e.states.device))[0]
+                out.append(e.embedding)
+        return torch.stack(out) if out else torch.zeros(0, self.dim)
+
     def encode(self, texts: list[str], *, grad: bool = False) -> EncodedTexts:
         """Encode K descriptions. ``grad=True`` runs the encoder with autograd (no cache),
         for fine-tuning it; otherwise states come from the cache and carry no graph."""
@@ -205,6 +222,18 @@ def word_positions(mask: torch.Tensor) -> torch.Tensor:
     words[:, 0] = False
     words[torch.arange(len(words)), mask.long().cumsum(1).argmax(1)] = False
     return words
+
+
+def mean_embedding(states: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised mean of the word-token states (special tokens left out; with ``keep``
+    ``[K, L]``, only the words it keeps): ``[K, L, D]``, ``[K, L]`` → ``[K, D]``. A row with no
+    word left averages its special tokens."""
+    mask = mask.bool()
+    all_words = word_positions(mask)
+    words = all_words if keep is None else all_words & keep
+    words = words | (mask & ~all_words & ~words.any(1, keepdim=True))
+    w = words.unsqueeze(-1).to(states.dtype)
+    return F.normalize((states * w).sum(1) / w.sum(1).clamp_min(1.0), dim=-1)
 
 
 def split_sentences(text: str) -> list[str]:

@@ -71,6 +71,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     grad_clip: float = 1.0
     eval_every: int = 100
+    patience: int | None = None      # stop once this many validations in a row bring no new best
+                                     # (None: run all max_steps); best/ is the same model either way
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     feature_views: int = 8           # fc-only: views per photo featurised once: the whole photo + augmented crops
@@ -89,6 +91,8 @@ class TrainConfig:
             raise ValueError(f"main_text_prob must lie in [0, 1] (or be null), got {self.main_text_prob}")
         if not 0.0 <= self.neighbour_episodes <= 1.0:
             raise ValueError(f"neighbour_episodes must lie in [0, 1], got {self.neighbour_episodes}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be at least 1 validation (or null), got {self.patience}")
         if self.k_min is not None and not 2 <= self.k_min <= self.k:
             raise ValueError(f"k_min must lie in 2..k={self.k} (or be null), got {self.k_min}")
 
@@ -208,6 +212,7 @@ class Run:
     meta_info: dict                        # what every checkpoint records beside the weights
     t_start: float
     pbar: tqdm                             # disabled (but present) off rank 0 or without progress
+    stopped_at: int | None = None          # the step at which ``patience`` ended the run early
 
     @property
     def lead(self) -> bool:
@@ -238,12 +243,16 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         run = prepare_run(model_cfg, cfg, Path(out), device, resume=resume, progress=progress,
                           backbone=backbone, text_encoder=text_encoder)
         running, n_run = 0.0, 0
-        for step in range(run.start_step, run.cfg.max_steps):
+        if _out_of_patience(run.cfg, run.state["history"]):    # resumed after an early stop
+            run.stopped_at = run.start_step
+        for step in range(run.start_step, run.cfg.max_steps if run.stopped_at is None else run.start_step):
             running += train_step(run, step)
             n_run += 1
             run.pbar.update(1)
             if end_of_step(run, step + 1, running / n_run):
                 running, n_run = 0.0, 0
+            if run.stopped_at is not None:
+                break
         return finish(run)
     finally:
         if own_group:
@@ -325,7 +334,7 @@ def _episode_sampler(cfg: TrainConfig, train_set, classes: list[str], bank: Text
     neighbours = None
     if cfg.neighbour_episodes > 0:
         from .evaluate import nearest_by_embedding
-        from .meta import mean_embedding
+        from .text import mean_embedding
 
         rows = torch.tensor(bank.pick(classes))
         neighbours = nearest_by_embedding(classes, mean_embedding(bank.states[rows], bank.mask[rows]), cfg.k)
@@ -432,12 +441,32 @@ def end_of_step(run: Run, done: int, train_loss: float) -> bool:
         if val > run.state["best_val"]:
             run.state["best_val"] = val
             run.save("best", done, with_optim=False)
+    if validate and cfg.patience is not None and done != cfg.max_steps:
+        stop = torch.tensor([_out_of_patience(cfg, run.state["history"]) if run.lead else False])
+        if run.world > 1:                   # rank 0 alone validated: every rank follows its decision
+            import torch.distributed as dist
+
+            dist.broadcast(stop, 0)
+        if bool(stop):
+            run.stopped_at = done
+            run.say(f"step {done}: {cfg.patience} validations without a new best (best "
+                    f"{run.state['best_val']:.3f}); stopping early")
+            return validate
     if done % cfg.checkpoint_every == 0 and done != cfg.max_steps and run.lead:
         run.save(f"step-{done:08d}", done, with_optim=True)
         _prune(run.out, cfg.keep_checkpoints)
     if run.world > 1 and (done % cfg.eval_every == 0 or done % cfg.checkpoint_every == 0):
         _barrier(run.world)                 # the others wait while rank 0 validates and saves
     return validate
+
+
+def _out_of_patience(cfg: TrainConfig, history: list[dict]) -> bool:
+    """True once the last ``cfg.patience`` validations in ``history`` all came after the best one."""
+    if cfg.patience is None or not history:
+        return False
+    vals = [h["val_top1"] for h in history]
+    best = max(range(len(vals)), key=lambda i: (vals[i], -i))     # the first step reaching the best
+    return len(vals) - 1 - best >= cfg.patience
 
 
 @torch.no_grad()
@@ -449,9 +478,11 @@ def _val_adaptation(run: Run) -> Adaptation:
 def finish(run: Run) -> dict:
     """The final checkpoint and the run's summary (the same on every rank when they stayed in sync)."""
     run.pbar.close()
-    cfg, steps = run.cfg, max(run.cfg.max_steps, run.start_step)
+    cfg = run.cfg
+    steps = run.stopped_at if run.stopped_at is not None else max(cfg.max_steps, run.start_step)
     wall = time.time() - run.t_start + run.state["wall_s"]
-    summary = {"steps": steps, "best_val_top1": run.state["best_val"], "last_val_top1": run.state["last_val"],
+    summary = {"steps": steps, "stopped_early": run.stopped_at is not None,
+               "best_val_top1": run.state["best_val"], "last_val_top1": run.state["last_val"],
                "wall_s": round(wall, 1), "device": str(run.device), "out": str(run.out), "processes": run.world,
                "param_checksum": float(sum(p.detach().double().sum() for p in run.model.meta.parameters()))}
     if run.lead:

@@ -302,3 +302,36 @@ def test_synthesizer_keeps_label_embeddings_per_description(tiny_backbone, text_
         again = synth.adaptation(desc)
     assert calls[-1] == 3
     assert not torch.allclose(again.fc_weight, first.fc_weight)
+
+
+def test_clone_module_is_a_deepcopy_that_shares_nothing(tiny_backbone):
+    """The synthesized classifier's backbone copy: Θ' where given, every other tensor cloned,
+    its own hooks and mode; the same function as a deepcopy with those tensors swapped in."""
+    import copy
+
+    from n3core.synthesize import clone_module
+
+    src = tiny_backbone.module.eval()
+    name, p = next(iter(src.named_parameters()))
+    new_p = p.detach() + 0.5
+    clone = clone_module(src, {name: new_p})
+    ref = copy.deepcopy(src)
+    with torch.no_grad():
+        dict(ref.named_parameters())[name].copy_(new_p)
+        x = torch.randn(2, 3, 16, 16)
+        assert torch.equal(clone(x), ref(x))
+    mine = {t.data_ptr() for t in [*clone.parameters(), *clone.buffers()]}
+    theirs = {t.data_ptr() for t in [*src.parameters(), *src.buffers()]}
+    assert not mine & theirs, "no parameter or buffer storage is shared with the source"
+    assert dict(clone.named_parameters())[name].data_ptr() == new_p.data_ptr(), "Θ' is taken, not copied"
+    before = {k: v.clone() for k, v in src.state_dict().items()}
+    clone.train()
+    clone.register_forward_hook(lambda *a: None)
+    with torch.no_grad():
+        clone(x)                                         # training mode: BatchNorm statistics move
+        for b in clone.buffers():
+            b.add_(1)
+    assert not src.training and not src._forward_hooks
+    assert all(torch.equal(before[k], v) for k, v in src.state_dict().items())
+    with pytest.raises(KeyError, match="not parameters"):
+        clone_module(src, {"no.such.weight": new_p})

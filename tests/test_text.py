@@ -106,3 +106,22 @@ def test_works_with_no_network(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "(1, 5, 384)" in r.stdout
+
+
+def test_embed_is_the_cached_sentence_embedding(text_encoder):
+    """``embed`` gives what mean_embedding makes of ``encode``'s padded batch, and runs the
+    network only for texts it has not seen."""
+    from n3core.text import mean_embedding
+
+    text_encoder.clear_cache()
+    texts = TEXTS + ["Dark brown above; pale below.", TEXTS[0]]
+    enc = text_encoder.encode(texts)
+    ref = mean_embedding(enc.states, enc.mask)
+    calls = text_encoder.encoder_calls
+    out = text_encoder.embed(texts, chunk=2)
+    assert out.shape == (4, 384) and text_encoder.encoder_calls == calls
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert torch.allclose(out.norm(dim=-1), torch.ones(4))
+    text_encoder.embed(texts + ["A new sentence about a heron."])
+    assert text_encoder.encoder_calls == calls + 1
+    assert text_encoder.embed([]).shape == (0, 384)

@@ -66,6 +66,29 @@ def test_train_writes_checkpoints_and_resume_matches(small_split, tmp_path, text
         assert torch.allclose(wa[k], wb[k], atol=1e-6), k
 
 
+def test_patience_stops_early_and_resume_keeps_the_stop(small_split, tmp_path, text_encoder, monkeypatch):
+    """Scripted val accuracies 0.5, 0.6, 0.4, 0.3, ...: with patience 2 the run stops after the 4th
+    validation, best/ is step 2 (what the full run would pick) and --resume trains nothing more."""
+    import n3core.train as train_module
+
+    vals = iter([0.5, 0.6, 0.4, 0.3, 0.7, 0.8, 0.9, 0.9])
+    monkeypatch.setattr(train_module, "adaptation_accuracy", lambda *a, **k: {"top1": next(vals)})
+    steps = []
+    step_fn = train_module.train_step
+    monkeypatch.setattr(train_module, "train_step", lambda run, step: steps.append(step) or step_fn(run, step))
+    m, t = _cfgs(small_split, max_steps=8, eval_every=1, checkpoint_every=100, patience=2)
+    res = train(m, t, tmp_path / "p", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
+    assert res["steps"] == 4 and res["stopped_early"] and res["best_val_top1"] == 0.6
+    assert steps == [0, 1, 2, 3]
+    assert json.loads((tmp_path / "p" / "best" / "checkpoint.json").read_text())["step"] == 2
+    assert json.loads((tmp_path / "p" / "final" / "checkpoint.json").read_text())["step"] == 4
+    res = train(m, t, tmp_path / "p", resume=True, progress=False, backbone=make_tiny_backbone(),
+                text_encoder=text_encoder)
+    assert res["steps"] == 4 and res["stopped_early"] and steps == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(patience=0)
+
+
 def test_fc_only_training_runs(small_split, tmp_path, text_encoder):
     m, t = _cfgs(small_split)
     m.mode = "fc-only"
