@@ -13,15 +13,16 @@ plus the details:
 * one training step, batch 32 at the shipped checkpoint's resolution, K = 25: N3 full (meta-model → Θ' → backbone through
   ``functional_call``, backward into the meta-model), N3 fc-only (frozen backbone features),
   plain fine-tuning of every backbone weight with a linear head;
-* peak resident memory of a real training run (``python -m n3core train``, full mode, 30
-  steps, in a child process);
+* peak resident memory of a real training run (``python -m n3core train`` with the shipped
+  full stage's settings, 30 steps, in a child process);
 * growth with K (5 … 100): one-edit synthesis time and the synthesis's peak memory increase
-  (each K in a fresh child process).
+  (each K in a fresh child process, warmed up and malloc-tuned like this one; median of 5).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -105,6 +106,7 @@ def inference(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: int
 
 def train_steps(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: int = 32, k: int = 25) -> dict:
     from n3core.backbones import create_backbone
+    from n3core.train import backward_in_parts
 
     model = synth.model
     size = model.cfg.image_size
@@ -120,6 +122,12 @@ def train_steps(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: i
         loss = F.cross_entropy(a.classify(model.features(x, a)), y)
         opt.zero_grad()
         loss.backward()
+        opt.step()
+
+    def n3_full_in_parts():    # the shipped full recipe's step (micro_batches = 2: half the activations)
+        a = model.meta(enc.states, enc.mask)
+        opt.zero_grad()
+        backward_in_parts(model, a, x, y, 2)
         opt.step()
 
     with torch.no_grad():
@@ -149,7 +157,8 @@ def train_steps(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: i
         raise RuntimeError(f"plain fine-tuning left {len(frozen)} backbone tensors without a gradient: {frozen[:3]}")
 
     out = {}
-    for name, fn in (("n3_full", n3_full), ("n3_fc_only", n3_fc_only), ("plain_finetune", plain)):
+    for name, fn in (("n3_full", n3_full), ("n3_full_2_parts", n3_full_in_parts), ("n3_fc_only", n3_fc_only),
+                     ("plain_finetune", plain)):
         fn()
         fn()
         out[name] = median_ms(fn, repeats)
@@ -157,27 +166,39 @@ def train_steps(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: i
     model.eval()
     return {"step_ms": out, "batch": batch, "k": k, "image_size": size,
             "train_step_ratio_full_vs_plain": round(out["n3_full"] / out["plain_finetune"], 3),
+            "train_step_ratio_full_2_parts_vs_plain": round(out["n3_full_2_parts"] / out["plain_finetune"], 3),
             "plain_trains_backbone": True,
             "note": "n3_full trains the meta-model (backbone frozen, gradients flow through it into ΔΘ); "
                     "plain_finetune updates every backbone weight"}
 
 
 def training_peak_rss(steps: int = 30) -> dict:
+    """Peak resident memory of the shipped full stage's own settings (``checkpoints/recipe-full.json``,
+    started from the shipped fc-only model) cut to ``steps`` steps, with a validation and a
+    checkpoint (optimizer state included) at the last one."""
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "cfg.json"
-        cfg.write_text(json.dumps({"model": {"mode": "full"}, "train": {"max_steps": steps, "eval_every": steps,
-                                                                         "checkpoint_every": steps}}))
+        recipe = json.loads((ROOT / "checkpoints" / "recipe-full.json").read_text())
+        recipe["train"].update(max_steps=steps, eval_every=steps, checkpoint_every=steps, patience=None)
+        cfg.write_text(json.dumps(recipe))
         t0 = time.time()
         cmd = [sys.executable, "-m", "n3core", "train", "--split", "ss0", "--out", str(Path(d) / "run"),
-               "--config", str(cfg), "--no-progress"]
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+               "--config", str(cfg), "--init-from", str(ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly"),
+               "--no-progress"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"the training run failed: {' '.join(cmd)}")
+        peak_kb = usage.ru_maxrss
     return {"train_peak_rss_gb": round(peak_kb / 2**20, 2), "steps": steps, "wall_s": round(time.time() - t0, 1),
-            "command": "python -m n3core train --split ss0 (full mode, default config, 30 steps)"}
+            "command": "python -m n3core train --split ss0 --config checkpoints/recipe-full.json (30 steps) "
+                       "--init-from checkpoints/n3-effl0-minilm-ss0-fconly"}
 
 
 GROWTH_CHILD = r"""
 import json, resource, sys, time
+from n3core import runtime
+runtime.setup()                      # as the app, the CLI and the parent process (malloc tuning)
 from n3core.synthesize import Synthesizer
 from n3core.data import description_file, display_name, load_descriptions, resolve_data_root
 k = int(sys.argv[1])
@@ -185,8 +206,8 @@ pool = {display_name(a): b for a, b in load_descriptions(description_file(resolv
 names = list(pool)[:k]
 s = Synthesizer.from_checkpoint(sys.argv[2], device="cpu")
 s.synthesize({n: pool[n] for n in list(pool)[:2]})
-s.text_encoder.encode([pool[n] for n in names])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+s.synthesize({n: pool[n] for n in names})        # warm-up, as the parent's: every text and sentence seen once
 times = []
 for i in range(5):
     t = time.perf_counter()

@@ -26,7 +26,7 @@ def _train(args) -> int:
     if args.mode:
         model_d["mode"] = args.mode
     for key in ("split", "data", "descriptions", "max_steps", "checkpoint_every", "eval_every", "patience", "k", "k_min",
-                "neighbour_episodes", "batch_size", "seed", "init_from", "device", "threads"):
+                "neighbour_episodes", "batch_size", "micro_batches", "seed", "init_from", "device", "threads"):
         v = getattr(args, key, None)
         if v is not None:
             train_d[key] = v
@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--neighbour-episodes", type=float, default=None,
                    help="fraction of episodes made of a class and its K-1 nearest train classes (by description)")
     t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--micro-batches", type=int, default=None,
+                   help="full mode: run the batch through the backbone in this many parts (less memory, same step)")
     t.add_argument("--image-size", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", default=None)

@@ -146,7 +146,8 @@ class TextEncoder(nn.Module):
             n = int(tok["attention_mask"][k].sum())
             ids = tok["input_ids"][k, :n]
             entries.append(_Entry(
-                ids=ids, states=out[k, :n] if grad else out[k, :n].detach(),
+                # a clone without autograd: a view would keep the whole padded batch alive in the cache
+                ids=ids, states=out[k, :n] if grad else out[k, :n].detach().clone(),
                 pieces=self.tokenizer.convert_ids_to_tokens(ids.tolist()),
                 spans=[tuple(map(int, s)) for s in tok["offset_mapping"][k, :n].tolist()],
                 n_full=len(full[k])))

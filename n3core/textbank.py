@@ -40,17 +40,15 @@ class TextBank:
         self.rows: dict[str, list[int]] = {c: [] for c in classes}
         for j, (c, _) in enumerate(flat):
             self.rows[c].append(j)
-        tokens, self.truncated = [], []                  # tokens[j]: [n_j, D] real-token states of text j
-        for i in range(0, len(flat), 64):                # chunks bound the encoder's padded batch
-            enc = encoder.encode([t for _, t in flat[i:i + 64]])
-            tokens += [st[m] for st, m in zip(enc.states, enc.mask)]
+        # tokens[j]: [n_j, D] real-token states of text j, unpadded (a padded [N, 256, D] bank of a
+        # split's ~1,300 training texts was ~0.5 GB, most of it padding); get() pads what it picks
+        self.tokens: list[torch.Tensor] = []
+        self.truncated = []
+        for i in range(0, len(flat), 16):                # chunks bound the encoder's padded batch (its
+            enc = encoder.encode([t for _, t in flat[i:i + 16]])   # activations: ~0.1 GB at 256 tokens)
+            self.tokens += [st[m] for st, m in zip(enc.states, enc.mask)]
             self.truncated += [flat[i + t.index][0] for t in enc.truncated]
-        L = max(len(t) for t in tokens)
-        self.states = torch.zeros(len(tokens), L, tokens[0].shape[-1])
-        self.mask = torch.zeros(len(tokens), L, dtype=torch.bool)
-        for j, t in enumerate(tokens):
-            self.states[j, :len(t)] = t
-            self.mask[j, :len(t)] = True
+        self.dim = self.tokens[0].shape[-1]
 
     def pick(self, classes: list[str], rng=None) -> list[int]:
         """Row of the text each class reads: variant 0 without ``rng``, else a random variant."""
@@ -66,7 +64,16 @@ class TextBank:
         return idx
 
     def get(self, classes: list[str], device="cpu", rng=None) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.tensor(self.pick(classes, rng))
-        mask = self.mask[idx]
-        L = int(mask.sum(1).max())
-        return self.states[idx, :L].to(device), mask[:, :L].to(device)
+        """States ``[K, L, D]`` (zero-padded to the longest text picked) and mask ``[K, L]``."""
+        return self.rows_states(self.pick(classes, rng), device)
+
+    def rows_states(self, rows: list[int], device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """The texts at ``rows``, padded: states ``[R, L, D]`` and mask ``[R, L]``."""
+        picked = [self.tokens[j] for j in rows]
+        L = max(len(t) for t in picked)
+        states = torch.zeros(len(picked), L, self.dim)
+        mask = torch.zeros(len(picked), L, dtype=torch.bool)
+        for k, t in enumerate(picked):
+            states[k, :len(t)] = t
+            mask[k, :len(t)] = True
+        return states.to(device), mask.to(device)

@@ -23,6 +23,7 @@ logs and writes checkpoints.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -61,6 +62,8 @@ class TrainConfig:
     neighbour_episodes: float = 0.0  # fraction of episodes made of an anchor train class and its
                                      # K-1 nearest (sentence embedding of the main descriptions)
     batch_size: int = 32
+    micro_batches: int = 1           # full mode: the batch's backbone passes in this many parts (less memory;
+                                     # the meta-model still runs and back-propagates once per step)
     max_steps: int = 2000
     lr_label: float = 3e-4           # Tokens2Label
     lr_adapt: float = 1e-3           # Labels2Adaptation, decoders, classifier writer, μ
@@ -91,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"main_text_prob must lie in [0, 1] (or be null), got {self.main_text_prob}")
         if not 0.0 <= self.neighbour_episodes <= 1.0:
             raise ValueError(f"neighbour_episodes must lie in [0, 1], got {self.neighbour_episodes}")
+        if not 1 <= self.micro_batches <= self.batch_size:
+            raise ValueError(f"micro_batches must lie in 1..batch_size={self.batch_size}, got {self.micro_batches}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1 validation (or null), got {self.patience}")
         if self.k_min is not None and not 2 <= self.k_min <= self.k:
@@ -283,6 +288,7 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     torch.manual_seed(cfg.seed)
     backbone = backbone or create_backbone(model_cfg.backbone)
     model_cfg.feature_dim = backbone.feature_dim
+    own_encoder = text_encoder is None
     text_encoder = text_encoder or TextEncoder(max_length=model_cfg.text_max_length)
     model_cfg.text_dim = text_encoder.dim
     model = N3Model(model_cfg, backbone).to(device)
@@ -295,6 +301,8 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
         say(f"initialised {len(matched)}/{len(own)} tensors from {cfg.init_from}")
 
     bank = TextBank(text_encoder, _training_texts(root, cfg, split), split["train"] + split["val"], cfg.main_text_prob)
+    if own_encoder:
+        text_encoder.clear_cache()      # the bank holds every state training reads: no second copy
     if bank.truncated:
         say(f"{len(bank.truncated)} descriptions truncated to {model_cfg.text_max_length} tokens")
     progress = progress and rank == 0
@@ -336,8 +344,7 @@ def _episode_sampler(cfg: TrainConfig, train_set, classes: list[str], bank: Text
         from .evaluate import nearest_by_embedding
         from .text import mean_embedding
 
-        rows = torch.tensor(bank.pick(classes))
-        neighbours = nearest_by_embedding(classes, mean_embedding(bank.states[rows], bank.mask[rows]), cfg.k)
+        neighbours = nearest_by_embedding(classes, mean_embedding(*bank.rows_states(bank.pick(classes))), cfg.k)
     return EpisodeSampler(train_set, classes, cfg.k, cfg.batch_size, 1, seed=cfg.seed, k_min=cfg.k_min,
                           neighbours=neighbours, neighbour_prob=cfg.neighbour_episodes)
 
@@ -401,15 +408,19 @@ def train_step(run: Run, step: int) -> float:
     a = run.meta(states, mask)
     if isinstance(a, dict):
         a = Adaptation(**a)
+    run.optim.zero_grad(set_to_none=True)
     if run.train_feats is not None:
         views = torch.randint(cfg.feature_views, (len(idx),), generator=gen)
         f = run.train_feats[torch.tensor(idx), views][run.shard].to(run.device)
+        loss = F.cross_entropy(a.classify(f), y, label_smoothing=cfg.label_smoothing)
+        loss.backward()
     else:
-        x = run.train_cache.spec.augment(run.train_cache.images[torch.tensor(idx)], gen)
-        f = run.model.features(x[run.shard].to(run.device), a)
-    loss = F.cross_entropy(a.classify(f), y, label_smoothing=cfg.label_smoothing)
-    run.optim.zero_grad(set_to_none=True)
-    loss.backward()
+        x = run.train_cache.spec.augment(run.train_cache.images[torch.tensor(idx)], gen)[run.shard].to(run.device)
+        if cfg.micro_batches == 1:
+            loss = F.cross_entropy(a.classify(run.model.features(x, a)), y, label_smoothing=cfg.label_smoothing)
+            loss.backward()
+        else:
+            loss = backward_in_parts(run.model, a, x, y, cfg.micro_batches, cfg.label_smoothing)
     if cfg.grad_clip:
         torch.nn.utils.clip_grad_norm_(run.model.meta.parameters(), cfg.grad_clip)
     run.optim.step()
@@ -419,6 +430,35 @@ def train_step(run: Run, step: int) -> float:
 
         dist.all_reduce(lv)
     return lv.item() / run.world
+
+
+def backward_in_parts(model: N3Model, a: Adaptation, x: torch.Tensor, y: torch.Tensor, parts: int,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
+    """The step's gradient with the backbone run on ``parts`` parts of the batch
+    ``x`` ``[B, 3, S, S]`` in turn, so only one part's activations are alive at a time. The
+    adaptation's tensors are cut from the meta-model's graph; each part's loss (its share of
+    the batch mean) back-propagates into them, and their summed gradients go through the
+    meta-model once (one backward of the DDP-wrapped forward). Returns the batch's mean loss."""
+    cut = []
+
+    def leaf(t):
+        if not (isinstance(t, torch.Tensor) and t.requires_grad):
+            return t
+        cut.append((t, t.detach().requires_grad_()))
+        return cut[-1][1]
+
+    b = dataclasses.replace(a, delta={n: leaf(d) for n, d in a.delta.items()}, fc_weight=leaf(a.fc_weight),
+                            fc_bias=leaf(a.fc_bias), mu=leaf(a.mu), logit_scale=leaf(a.logit_scale),
+                            feature_center=leaf(a.feature_center))
+    total = x.new_zeros(())
+    for part in torch.arange(len(y)).chunk(parts):
+        logits = b.classify(model.features(x[part], b))
+        loss = F.cross_entropy(logits, y[part], label_smoothing=label_smoothing, reduction="sum") / len(y)
+        loss.backward()
+        total += loss.detach()
+    pairs = [(t, c.grad) for t, c in cut if c.grad is not None]
+    torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+    return total
 
 
 def end_of_step(run: Run, done: int, train_loss: float) -> bool:

@@ -258,7 +258,9 @@ def test_text_bank_reads_the_main_description_with_main_text_prob(text_encoder):
     assert all(abs(v.count(i) / len(v) - 1 / 3) < 0.07 for i in range(3))
     bank, _ = draws(0.5)
     st, mask = bank.get(["a", "b"], "cpu")                             # no rng: the main texts
-    assert torch.equal(st[0, :int(mask[0].sum())], bank.states[0, :int(bank.mask[0].sum())])
+    enc = text_encoder.encode([variants["a"][0], variants["b"][0]])
+    assert st.shape == enc.states.shape and torch.equal(mask, enc.mask)  # padded to the longer text only
+    assert torch.equal(st, enc.states * enc.mask[..., None])
 
 
 def test_main_text_prob_out_of_range_is_refused():
@@ -305,3 +307,28 @@ def test_form_rows_become_a_class_set_with_one_duplicate_rule():
         check_descriptions({"Blue Jay": "a", "ＢＬＵＥ ｊａｙ": "b"})
     with pytest.raises(SynthesisError, match="empty name"):
         check_descriptions(descriptions_from_pairs([("", "a"), (" ", "b"), ("Cardinal", "c")]))
+
+
+def test_micro_batches_give_the_same_step(small_split, tmp_path, text_encoder, monkeypatch):
+    """The full step with the backbone run on the batch in 3 parts: the weights after 2 steps are
+    those of the one-part step up to float rounding (the meta-model's gradient is the same sum)."""
+    import n3core.train as train_module
+
+    parts_seen = []
+    in_parts = train_module.backward_in_parts
+    monkeypatch.setattr(train_module, "backward_in_parts",
+                        lambda model, a, x, y, *rest: parts_seen.append(len(y)) or in_parts(model, a, x, y, *rest))
+    runs = {}
+    for parts in (1, 3):
+        m, t = _cfgs(small_split, max_steps=2, eval_every=2, checkpoint_every=100, micro_batches=parts)
+        train(m, t, tmp_path / f"mb{parts}", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
+        runs[parts], _, _ = load_checkpoint(tmp_path / f"mb{parts}" / "final")
+    assert parts_seen == [6, 6], "only the 3-part run took the parted path, once per step"
+    backbone = make_tiny_backbone()
+    torch.manual_seed(0)                                  # as prepare_run, before building the model
+    init = N3Model(tiny_config(text_dim=384), backbone).meta.state_dict()
+    moved = sum(float((runs[1][k] - init[k]).abs().sum()) for k in init)
+    differ = sum(float((runs[3][k] - runs[1][k]).abs().sum()) for k in init)
+    assert moved > 0 and differ <= 1e-3 * moved, (differ, moved)
+    with pytest.raises(ValueError, match="micro_batches"):
+        TrainConfig(batch_size=4, micro_batches=5)

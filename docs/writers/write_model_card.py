@@ -118,6 +118,21 @@ def targets_note() -> str:
             f"full {pct(full)}, fc-only {pct(fc)}." + extra + lang_note + " Details: `docs/RESULTS.md`.\n")
 
 
+def recipe_time_bullet() -> str:
+    """The whole recipe re-run from scratch and timed (`benchmarks/recipe_time.py`), when it was."""
+    p = ROOT / "benchmarks" / "results" / "recipe_time.json"
+    if not p.exists():
+        return ""
+    rt = json.loads(p.read_text())
+    st = rt["stages"]
+    worst = max(rt.get("against_shipped", {}).get("max_relative_difference_by_group", {"": float("nan")}).values())
+    return (f"- the recipe from scratch (`benchmarks/recipe_time.py`, --threads {rt['threads']}, empty caches): "
+            + ", ".join(f"{k} {v['wall_min']:.1f} min" for k, v in st.items())
+            + f"; {rt['total_min']:.1f} min in all, peak resident memory {rt['peak_rss_gb']:.2f} GB; the full stage "
+            f"stopped by `patience` after {rt['full_stage']['steps_run']} steps; its result differs from these "
+            f"weights by at most {worst:.1e} of a tensor's largest magnitude\n")
+
+
 def match_bullet(info: dict) -> str:
     """The sentence match of a checkpoint, when it has one (``python -m n3core train-match``)."""
     m = info.get("sentence_match")
@@ -168,7 +183,8 @@ def main() -> None:
             f"μ = {info.get('mu', float('nan')):.4f}\n"
             + match_bullet(info)
             + f"- weights: {size_mb:.1f} MB ({info.get('dtype', 'float32')})\n"
-            + "".join(f"- {k}: {v}\n" for k, v in prov.items()) + "\n"
+            + "".join(f"- {k}: {v}\n" for k, v in prov.items())
+            + (recipe_time_bullet() if name == NAMES[0] else "") + "\n"
             f"```json\n{json.dumps({'model': cfg, 'train': tc}, indent=1)}\n```\n")
     ps_rows = []
     labels = {"ss0-full-on-ps-test": ("shipped full (trained on ss0)", "seen-class: 17/25 ps test classes are ss0 train classes"),
