@@ -34,6 +34,11 @@ SHIPPED = {"fc-only": ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly",
            "full + sentence match": ROOT / "checkpoints" / "n3-effl0-minilm-ss0"}
 
 
+def rel(text: str) -> str:
+    """Paths inside the project written relative to it (the report reads the same on every clone)."""
+    return text.replace(f"{ROOT}/", "")
+
+
 def run_stage(name: str, args: list[str], env: dict, log: Path) -> dict:
     cmd = [sys.executable, "-m", "n3core", *args]
     print(f"[{name}] {' '.join(args)}", flush=True)
@@ -45,7 +50,7 @@ def run_stage(name: str, args: list[str], env: dict, log: Path) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"[{name}] failed with exit code {code}; see {log}")
-    rec = {"command": "python -m n3core " + " ".join(args), "wall_min": round(wall / 60, 2),
+    rec = {"command": "python -m n3core " + rel(" ".join(args)), "wall_min": round(wall / 60, 2),
            "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2), "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
     print(f"[{name}] {rec['wall_min']} min, peak RSS {rec['peak_rss_gb']} GB", flush=True)
     return rec
@@ -82,7 +87,7 @@ def compare(new: Path, shipped: Path, split: str) -> dict:
                                      for i in range(0, len(cache), 64)]).float())
         info.append(json.loads((Path(ck) / "checkpoint.json").read_text()))
     a, b = logits
-    return {"checkpoints": [str(new), str(shipped)], "val_classes": len(classes), "val_photos": len(labels),
+    return {"checkpoints": [rel(str(new)), rel(str(shipped))], "val_classes": len(classes), "val_photos": len(labels),
             "val_top1": [round(per_class_accuracy(x, labels, len(classes))["top1"], 4) for x in logits],
             "same_top_class": round(float((a.argmax(1) == b.argmax(1)).float().mean()), 4),
             "max_logit_difference_relative": round(float((a - b).abs().max() / b.abs().max()), 5),

@@ -1183,7 +1183,7 @@ def recipe_time_section(rt: dict) -> list[str]:
     lines = ["| stage | command | wall time | peak resident memory | load average at its end (1/5/15 min) |",
              "| --- | --- | --- | --- | --- |"]
     for name, st in rt["stages"].items():
-        cmd = st["command"].replace(str(ROOT) + "/", "")
+        cmd = st["command"]
         load_ = " / ".join(f"{x:.1f}" for x in st["load_avg_after"])
         note = f" ({st['note']})" if st.get("note") else ""
         lines.append(f"| {name} | `{cmd}`{note} | {st['wall_min']:.1f} min | {st['peak_rss_gb']:.2f} GB | {load_} |")
@@ -1223,6 +1223,14 @@ def recipe_time_section(rt: dict) -> list[str]:
                 "fp16). The full stage does not: the shipped one cropped its augmentations at scale 0.35–1, before "
                 "issue 13's one pipeline (0.4–1 now), and ran the batch in one part; the shipped matches were trained "
                 "one at a time with one thread. So the re-run is the recipe's next sample, not a copy.\n"]
+    ev = load(PERF / "recipe_time-v4-ss0-test.json")
+    if ev:
+        shipped = json.loads((ROOT / "checkpoints" / "n3-effl0-minilm-ss0" / "eval-ss0-test.json").read_text())
+        out.append(f"The re-run's full model with its three matches on ss0 test (`python -m n3core evaluate`, paper "
+                   f"protocol; `benchmarks/results/recipe_time-v4-ss0-test.json`; read after the runs, choosing "
+                   f"nothing): {pct(ev['per_class_top1']['median'])}% top-1, `language_gain` "
+                   f"{100 * ev['language_gain']:+.1f}, against {pct(shipped['per_class_top1']['median'])}% and "
+                   f"{100 * shipped['language_gain']:+.1f} for the shipped model.\n")
     return out
 
 
