@@ -44,8 +44,8 @@ class TextBank:
         # split's ~1,300 training texts was ~0.5 GB, most of it padding); get() pads what it picks
         self.tokens: list[torch.Tensor] = []
         self.truncated = []
-        for i in range(0, len(flat), 16):                # chunks bound the encoder's padded batch (its
-            enc = encoder.encode([t for _, t in flat[i:i + 16]])   # activations: ~0.1 GB at 256 tokens)
+        for i in range(0, len(flat), 64):                # chunks bound the encoder's padded batch
+            enc = encoder.encode([t for _, t in flat[i:i + 64]])
             self.tokens += [st[m] for st, m in zip(enc.states, enc.mask)]
             self.truncated += [flat[i + t.index][0] for t in enc.truncated]
         self.dim = self.tokens[0].shape[-1]
