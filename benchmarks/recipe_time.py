@@ -95,18 +95,19 @@ def compare(new: Path, shipped: Path, split: str) -> dict:
 
 
 STAGES = ("fc-only", "full", "sentence match")
+OUT_DIR = {"fc-only": "fconly", "full": "full", "sentence match": "v4"}   # each stage's result in the work folder
 
 
 def stage_args(name: str, args, work: Path) -> list[str]:
     th = ["--threads", str(args.threads), "--no-progress"]
+    out = str(work / OUT_DIR[name])
     if name == "fc-only":
-        return ["train", "--split", args.split, "--out", str(work / "fconly"),
-                "--config", "checkpoints/recipe-fconly.json", *th]
+        return ["train", "--split", args.split, "--out", out, "--config", "checkpoints/recipe-fconly.json", *th]
     if name == "full":
-        return ["train", "--split", args.split, "--out", str(work / "full"), "--config", "checkpoints/recipe-full.json",
-                "--init-from", str(work / "fconly" / "final"), *th]
-    return ["train-match", "--checkpoint", str(work / "full" / "best"), "--split", args.split, "--members", "3",
-            "--seed", "0", "--out", str(work / "v4"), *th]
+        return ["train", "--split", args.split, "--out", out, "--config", "checkpoints/recipe-full.json",
+                "--init-from", str(work / OUT_DIR["fc-only"] / "final"), *th]
+    return ["train-match", "--checkpoint", str(work / OUT_DIR["full"] / "best"), "--split", args.split,
+            "--members", "3", "--seed", "0", "--out", out, *th]
 
 
 def full_stage(work: Path) -> dict:
@@ -125,7 +126,7 @@ def again(args, work: Path) -> int:
     report = json.loads(out.read_text())
     env = {k: v for k, v in os.environ.items() if k != "N3_CACHE"}
     for name in (n for n in STAGES if n in args.again):
-        shutil.rmtree(work / {"fc-only": "fconly", "full": "full", "sentence match": "v4"}[name], ignore_errors=True)
+        shutil.rmtree(work / OUT_DIR[name], ignore_errors=True)
         rec = run_stage(name, stage_args(name, args, work), env, work / f"{name.split()[-1]}.log")
         rec["note"] = "re-run on its own after a recipe change; photos and feature maps from the default cache"
         report["stages"][name] = rec

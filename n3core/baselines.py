@@ -107,11 +107,8 @@ def maxpool_text(text_encoder, texts: list[str]) -> torch.Tensor:
 @torch.no_grad()
 def meanpool_text(text_encoder, texts: list[str]) -> torch.Tensor:
     """Normalised mean of the token states (special tokens excluded) ``[K, D]``: MiniLM's own
-    sentence embedding, as :func:`n3core.text.mean_embedding` computes it inside N3."""
-    from .text import mean_embedding
-
-    enc = text_encoder.encode(list(texts))
-    return mean_embedding(enc.states, enc.mask)
+    sentence embedding (:meth:`~n3core.text.TextEncoder.embed`, as N3 computes it)."""
+    return text_encoder.embed(list(texts))
 
 
 class TfidfText:

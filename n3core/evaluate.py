@@ -155,13 +155,10 @@ def _control_sets(control: dict[str, str] | None, k: int, draws: int, seed: int)
 def nearest_tasks(synthesizer, descriptions: dict[str, str], size: int = HARD_K) -> dict[str, list[str]]:
     """For each class c: ``[c]`` plus the ``size - 1`` classes whose descriptions are nearest to
     c's by cosine of the text encoder's sentence embedding (normalised mean of its word states)."""
-    from .text import mean_embedding
-
     names = list(descriptions)
     if len(names) < size:
         raise ValueError(f"the hard{size} protocol needs at least {size} classes, got {len(names)}")
-    enc = synthesizer.text_encoder.encode([descriptions[c] for c in names])
-    return nearest_by_embedding(names, mean_embedding(enc.states, enc.mask.bool()), size)
+    return nearest_by_embedding(names, synthesizer.text_encoder.embed([descriptions[c] for c in names]), size)
 
 
 def nearest_by_embedding(names: list[str], emb: torch.Tensor, size: int = HARD_K) -> dict[str, list[str]]:

@@ -250,14 +250,14 @@ def train(model_cfg: N3Config, cfg: TrainConfig, out: str | Path, *, resume: boo
         running, n_run = 0.0, 0
         if _out_of_patience(run.cfg, run.state["history"]):    # resumed after an early stop
             run.stopped_at = run.start_step
-        for step in range(run.start_step, run.cfg.max_steps if run.stopped_at is None else run.start_step):
+        for step in range(run.start_step, run.cfg.max_steps):
+            if run.stopped_at is not None:
+                break
             running += train_step(run, step)
             n_run += 1
             run.pbar.update(1)
             if end_of_step(run, step + 1, running / n_run):
                 running, n_run = 0.0, 0
-            if run.stopped_at is not None:
-                break
         return finish(run)
     finally:
         if own_group:
