@@ -8,10 +8,10 @@
 #     --out experiments/results/match_ensemble/dev-full-s$s-mean3-k1.json; done
 # Test splits (κ = 1 as before): the single matches of experiments/sentence_match_runs.sh
 # (N3_SPLIT_SEEDS="0 1 2" for ss1 and ss2) joined onto each split's v3 full model with
-# `python -m n3core join-matches`, paper protocol with the language control; ss0 also hard5, and
+# `python -m n3core join-matches`, paper protocol with the language control; hard5 too (ss1 and ss2 with their fc-only models), and
 # ss0's is packaged as the shipped checkpoints/n3-effl0-minilm-ss0 (seeds 0-2 were trained, and
 # the mean chosen, before its test numbers were read). With N3_EXTRA="3 6": more ss0 means, each from
-# three new seeds (3-5, 6-8; `train-match --members 3`), paper protocol: the spread of the mean. ps:
+# three new seeds (3-5, 6-8; `train-match --members 3`), paper protocol and hard5: the spread of the mean. ps:
 # two more single matches (seeds 1, 2), joined with seed 0's.
 # Reports: experiments/results/match_ensemble/*.json. Two shares can run side by side.
 set -euo pipefail
@@ -43,6 +43,14 @@ fi
 for split in ss1 ss2; do
   if claim "$split-mean3-eval"; then join $split runs/$split-v3-full/best; ev "runs/$split-mean3" $split "$R/$split-mean3-k1.json"; fi
 done
+# hard5 on ss1 and ss2 too (the fc-only model the full stage started from, then the mean of three)
+for split in ss1 ss2; do
+  if claim "$split-hard5"; then
+    ev "runs/$split-v3-fconly/final" $split "$R/$split-v3-fconly-hard5.json" --protocol hard5
+    while [ ! -f "$R/$split-mean3-k1.json" ]; do sleep 20; done
+    ev "runs/$split-mean3" $split "$R/$split-mean3-k1-hard5.json" --protocol hard5
+  fi
+done
 # ps: two more single matches (seeds 1, 2), then their mean with seed 0's
 for seed in 1 2; do
   if claim "ps-match-s$seed"; then
@@ -55,5 +63,10 @@ for first in ${N3_EXTRA:-}; do
   if claim "$name"; then
     tm "runs/$name" --checkpoint runs/ss0-v3-shipped --split ss0 --seed "$first" --members 3 --kappa 1
     ev "runs/$name" ss0 "$R/$name-k1.json"
+  fi
+  # hard5 of each extra mean too: the shipped triple's hard5 is one draw of the recipe
+  if claim "$name-hard5"; then
+    while [ ! -f "$R/$name-k1.json" ]; do sleep 20; done
+    ev "runs/$name" ss0 "$R/$name-k1-hard5.json" --protocol hard5
   fi
 done
