@@ -8,7 +8,7 @@
 #     --out experiments/results/match_ensemble/dev-full-s$s-mean3-k1.json; done
 # Test splits (κ = 1 as before): the single matches of experiments/sentence_match_runs.sh
 # (N3_SPLIT_SEEDS="0 1 2" for ss1 and ss2) joined onto each split's v3 full model with
-# `python -m n3core join-matches`, paper protocol with the language control; hard5 too (ss1 and ss2 with their fc-only models), and
+# `python -m n3core join-matches`, paper protocol with the language control; hard5 too (ss1, ss2 and ps with their fc-only models), and
 # ss0's is packaged as the shipped checkpoints/n3-effl0-minilm-ss0 (seeds 0-2 were trained, and
 # the mean chosen, before its test numbers were read). With N3_EXTRA="3 6": more ss0 means, each from
 # three new seeds (3-5, 6-8; `train-match --members 3`), paper protocol and hard5: the spread of the mean. ps:
@@ -58,6 +58,11 @@ for seed in 1 2; do
   fi
 done
 if claim ps-mean3-eval; then join ps runs/ps-v3-full/best; ev runs/ps-mean3 ps "$R/ps-mean3-k1.json"; fi
+if claim ps-hard5; then
+  ev runs/ps-v3-fconly/final ps "$R/ps-v3-fconly-hard5.json" --protocol hard5
+  while [ ! -f "$R/ps-mean3-k1.json" ]; do sleep 20; done
+  ev runs/ps-mean3 ps "$R/ps-mean3-k1-hard5.json" --protocol hard5
+fi
 for first in ${N3_EXTRA:-}; do
   name=ss0-mean3-s$first-$((first + 2))
   if claim "$name"; then
