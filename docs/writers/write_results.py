@@ -26,6 +26,7 @@ Inputs (each written by a committed script; missing ones are reported as missing
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import math
 import statistics
@@ -291,11 +292,13 @@ def swap_note(rs: dict) -> str:
                "points." if below else "."))
 
 
+@functools.cache
 def test_split_reports(kappa: float) -> dict:
     """The test-split reports behind v4 (issue 14), by split: ``one`` single matches by seed, ``one5`` ss0's on hard5,
     ``mean3`` / ``mean3_5`` the mean of three (paper / hard5; ss0's is the shipped checkpoint), ``extra`` /
     ``extra5`` ss0's other means of three (seeds 3–5, 6–8), ``v3`` the v3 full models, ``fco`` / ``fco5`` the fc-only
-    models (paper / hard5), ``base(split)`` PDCNN-FC on the same texts (a fraction, or None). Missing reports are None."""
+    models (paper / hard5), ``base(split)`` PDCNN-FC on the same texts (a fraction, or None). Missing reports are None.
+    Read once per run (three sections use them); callers do not modify them."""
     m, e = RES / "sentence_match", RES / "match_ensemble"
     ship = ROOT / "checkpoints" / "n3-effl0-minilm-ss0"      # the shipped mean of three, evaluated there
     fc_ship = ROOT / "checkpoints" / "n3-effl0-minilm-ss0-fconly"
