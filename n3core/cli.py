@@ -15,6 +15,8 @@ from .meta import MODES
 
 __all__ = ["main"]
 
+DEFAULT_RECIPE = "checkpoints/recipe.json"
+
 
 def _train(args) -> int:
     from .meta import N3Config
@@ -39,9 +41,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .data import description_file, load_descriptions, read_image_folder, resolve_data_root
-    from .datasets import read_images, resolve_split
-    from .evaluate import evaluate_protocol, format_summary, write_report
+    from .data import load_descriptions, read_image_folder, resolve_data_root
+    from .evaluate import evaluate_protocol, format_summary, split_inputs, write_report
     from .synthesize import Synthesizer
 
     if args.preset:
@@ -49,23 +50,8 @@ def _evaluate(args) -> int:
     synth = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
     control = None
     if args.split:
-        root = resolve_data_root(args.data)
-        all_images = read_images(root)
-        split = resolve_split(root, args.split, all_images)
-        classes = split[args.part]
-        images = all_images.subset(classes)
-        desc_all = load_descriptions(description_file(root, args.descriptions_set))
-        missing = [c for c in classes if c not in desc_all]
-        if missing and args.descriptions_set == "wikipedia_lead":
-            print(f"[n3] wikipedia_lead has no description for {len(missing)} of the {len(classes)} classes; "
-                  "evaluating on the classes it covers", flush=True)
-            classes = [c for c in classes if c in desc_all]
-            images = images.subset(classes)
-        elif missing:
-            load_descriptions(description_file(root, args.descriptions_set), classes)  # raises, naming them
-        descriptions = {c: desc_all[c] for c in classes}
-        if args.part != "train":        # the language control writes ΔΘ from train classes' descriptions
-            control = {c: desc_all[c] for c in split["train"] if c in desc_all}
+        descriptions, images, control = split_inputs(resolve_data_root(args.data), args.split, args.part,
+                                                     args.descriptions_set)
     else:
         if not (args.images and args.descriptions):
             print("error: give --split, or --images FOLDER with --descriptions FILE.json", file=sys.stderr)
@@ -121,6 +107,22 @@ def _join_matches(args) -> int:
     record = join_matches(args.checkpoint, args.matches, args.out)
     _print_match(record)
     print(f"[n3] checkpoint with the mean of {len(record['members'])} sentence matches written to {args.out}")
+    return 0
+
+
+def _recipe(args) -> int:
+    from .recipe import load_recipe, run_recipe
+
+    recipe = load_recipe(args.recipe)
+    command = " ".join(["python -m n3core recipe", "--split", args.split, "--out", args.out]
+                       + (["--recipe", args.recipe] if args.recipe != DEFAULT_RECIPE else []))
+    res = run_recipe(recipe, args.split, args.out, data=args.data, threads=args.threads or 0,
+                     progress=not args.no_progress, command=command)
+    ran = [s["stage"] for s in res["stages"] if s["ran"]]
+    print(f"[n3] recipe {recipe.name} on {args.split}: {len(ran)} stage(s) run now, "
+          f"{len(res['stages']) - len(ran)} already done")
+    for which, path in res["checkpoints"].items():
+        print(f"[n3] {which}: {path} (with its eval-*.json reports)")
     return 0
 
 
@@ -209,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once this many validations in a row bring no new best val accuracy (best/ is unchanged)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     t.add_argument("--config", default=None, help='JSON {"model": {...}, "train": {...}}')
-    t.add_argument("--data", default=None, help="data folder (default $N3_DATA or ../shared/data/cub100)")
+    t.add_argument("--data", default=None, help="data folder (default $N3_DATA or ../shared/data/cub)")
     t.add_argument("--descriptions", default=None, help="description set name or .json")
     t.add_argument("--init-from", default=None, help="start from the matching weights of this checkpoint")
     t.add_argument("--k", type=int, default=None)
@@ -277,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--out", required=True, help="the new checkpoint folder")
     j.set_defaults(fn=_join_matches)
 
+    r = sub.add_parser("recipe", help="every stage of a shipped model, resumable: fc-only, full, sentence matches, "
+                                      "join, packaging, evaluation reports")
+    r.add_argument("--split", default="ss0", help="ss0, ss1, ss2, ps or a split .json (default ss0)")
+    r.add_argument("--out", required=True, help="work folder; re-running the same command continues it")
+    r.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe JSON (default {DEFAULT_RECIPE})")
+    r.add_argument("--data", default=None, help="data folder (default $N3_DATA or ../shared/data/cub)")
+    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(fn=_recipe)
+
     s = sub.add_parser("synthesize", help="descriptions → a standalone classifier file")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--descriptions", required=True, help="JSON {class: description}")
@@ -311,11 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .recipe import RecipeError
     from .meta import SynthesisError
     from .text import TextEncoderError
 
     try:
         return args.fn(args)
-    except (DataError, CheckpointError, SynthesisError, TextEncoderError, FileExistsError, ValueError) as e:
+    except (DataError, CheckpointError, RecipeError, SynthesisError, TextEncoderError, FileExistsError,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

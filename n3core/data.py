@@ -4,13 +4,13 @@ Two readers give the same :class:`ImageSet`:
 
 * :func:`read_cub` reads the CUB-200-2011 layout (``classes.txt``, ``images.txt``,
   ``image_class_labels.txt``, and ``bounding_boxes.txt`` for cropping when present): the
-  shared ``cub100`` folder and an official full download alike.
+  shared ``cub`` folder (173 species, photos already cropped) and an official full download alike.
 * :func:`read_image_folder` reads a user's own data: one sub-folder of images per class.
 
 Descriptions are JSON files ``{class: text}`` or ``{class: [phrase, ...]}`` (phrases are
 joined into one text). Splits are JSON ``{"train": [...], "val": [...], "test": [...]}``.
 
-Where the data lives: an explicit path, else ``$N3_DATA``, else ``../shared/data/cub100``
+Where the data lives: an explicit path, else ``$N3_DATA``, else ``../shared/data/cub``
 (relative to the project root or the working directory) when it exists.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-DESCRIPTION_SETS = ("allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors")
+DESCRIPTION_SETS = ("allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors", "cupl_prompts")
 SPLITS = ("ss0", "ss1", "ss2", "ps")     # the data folder's standard class splits
 # Images above this many pixels are refused (decompression bombs); bigger but allowed
 # images are downscaled on load so no caller holds a huge array.
@@ -100,7 +100,7 @@ def display_name(label: str) -> str:
 
 # ----------------------------------------------------------------------------- locating data
 def resolve_data_root(path: str | Path | None = None) -> Path:
-    """An explicit path, else ``$N3_DATA``, else ``../shared/data/cub100`` when present; always
+    """An explicit path, else ``$N3_DATA``, else ``../shared/data/cub`` when present; always
     absolute, so that record paths stay valid whatever the working directory (or a symlink) is."""
     if path:
         p = Path(path).expanduser().resolve()
@@ -114,11 +114,11 @@ def resolve_data_root(path: str | Path | None = None) -> Path:
             raise DataError(f"N3_DATA points to a missing folder: {p}")
         return p
     here = Path(__file__).resolve().parent.parent
-    for cand in (here.parent / "shared" / "data" / "cub100", Path.cwd().parent / "shared" / "data" / "cub100"):
+    for cand in (here.parent / "shared" / "data" / "cub", Path.cwd().parent / "shared" / "data" / "cub"):
         if cand.exists():
             return cand
-    raise DataError("no data folder found: pass --data DIR, set N3_DATA, or place the CUB-100 "
-                    "folder at ../shared/data/cub100 beside the project")
+    raise DataError("no data folder found: pass --data DIR, set N3_DATA, or place the CUB "
+                    "folder at ../shared/data/cub beside the project")
 
 
 def _cub_dir(root: Path) -> Path:
@@ -243,7 +243,7 @@ def join_phrases(phrases: Sequence[str]) -> str:
 
 
 def description_file(root: str | Path, name: str = "allaboutbirds") -> Path:
-    """``<root>/descriptions/<name>.json`` of a CUB-100-style data folder; for an image-folder
+    """``<root>/descriptions/<name>.json`` of a CUB-style data folder; for an image-folder
     data set without that file, its ``<root>/descriptions.json``."""
     if name not in DESCRIPTION_SETS:
         p = Path(name)

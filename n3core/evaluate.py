@@ -18,9 +18,14 @@ protocols), as fractions beside ``per_class_top1``:
 * ``swapped_adaptation`` — the same classifier rows, with ΔΘ and the sentence match written
   from the descriptions of K other classes (``control_descriptions``, the split's train
   classes), median of ``control_draws`` seeded draws;
+* ``swapped_delta`` — the same draws, ΔΘ alone written from them (the match reads the true
+  descriptions); ``swapped_match`` — the same draws, the match alone written from them (ΔΘ
+  from the true descriptions). Without a sentence match, ``swapped_delta`` is
+  ``swapped_adaptation`` and ``swapped_match`` is ``per_class_top1``;
 * ``language_gain`` — ``per_class_top1`` minus ``swapped_adaptation``: what the task's own words
-  add through ΔΘ and the match beyond what any description set does. 0 by construction for
-  fc-only.
+  add through ΔΘ and the match beyond what any description set does; ``language_gain_delta``
+  and ``language_gain_match`` — the same for ΔΘ alone and for the match alone. All 0 by
+  construction for fc-only.
 
 Every photo goes through the model's one preprocessing spec (:mod:`n3core.preprocess`), the
 same as training, validation and ``SynthesizedClassifier.predict``.
@@ -36,12 +41,37 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["PROTOCOLS", "per_class_accuracy", "class_orders", "over_orders", "batched_features",
+__all__ = ["PROTOCOLS", "split_inputs", "per_class_accuracy", "class_orders", "over_orders", "batched_features",
            "adaptation_accuracy", "evaluate_protocol", "nearest_tasks", "nearest_by_embedding", "format_summary",
            "write_report"]
 
 PROTOCOLS = ("paper", "hard5")
 HARD_K = 5
+
+
+def split_inputs(root, split: str, part: str = "test", descriptions_set: str = "allaboutbirds"
+                 ) -> tuple[dict[str, str], object, dict[str, str] | None]:
+    """What ``evaluate`` reads for a split of a data folder: the descriptions of ``part``'s
+    classes (``{class: text}``, in the split's order), their photos (an ImageSet) and the
+    language control's descriptions (the split's train classes; None when ``part`` is
+    ``train``). A description set that covers only some classes (Wikipedia, CuPL) is evaluated
+    on the classes it covers, and says so; the main set must cover them all."""
+    from .data import description_file, load_descriptions
+    from .datasets import read_images, resolve_split
+
+    all_images = read_images(root)
+    s = resolve_split(root, split, all_images)
+    classes = s[part]
+    desc_all = load_descriptions(description_file(root, descriptions_set))
+    missing = [c for c in classes if c not in desc_all]
+    if missing and descriptions_set != "allaboutbirds":
+        print(f"[n3] {descriptions_set} has no description for {len(missing)} of the {len(classes)} classes; "
+              "evaluating on the classes it covers", flush=True)
+        classes = [c for c in classes if c in desc_all]
+    elif missing:
+        load_descriptions(description_file(root, descriptions_set), classes)  # raises, naming them
+    control = {c: desc_all[c] for c in s["train"] if c in desc_all} if part != "train" else None
+    return {c: desc_all[c] for c in classes}, all_images.subset(classes), control
 
 
 def per_class_accuracy(logits: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict:
@@ -84,31 +114,47 @@ class _Features:
     cached photos under its (adapted) backbone: pooled features ``[N, F]``, or feature maps
     ``[N, C, h, w]`` for a classifier with a sentence match.
 
-    Memoised by the backbone's values and that kind: a classifier whose backbone equals one
-    already run to float precision (every fc-only classifier; the same ΔΘ under another class
-    order) reuses those features instead of a new backbone pass."""
+    Memoised by the backbone's values, that kind and the photos asked for: a classifier whose
+    backbone equals one already run to float precision (every fc-only classifier; the same ΔΘ
+    under another class order; the language control's arms that share a ΔΘ) reuses those
+    features instead of a new backbone pass. Pooled features of a backbone whose maps are
+    memoised are their spatial mean (what the backbone's pooling computes). Passes over all
+    photos are kept for the whole run; passes over a subset (one hard5 task) only while that
+    task is evaluated (the last ``keep_subsets``)."""
 
-    def __init__(self, cache, batch_size: int):
-        self.cache, self.batch_size = cache, batch_size
-        self.memo: list[tuple[dict, bool, torch.Tensor]] = []   # (backbone values, maps?, features of all photos)
+    def __init__(self, cache, batch_size: int, keep_subsets: int = 6):
+        self.cache, self.batch_size, self.keep_subsets = cache, batch_size, keep_subsets
+        self.memo: list[tuple[dict, bool, tuple | None, torch.Tensor]] = []   # (backbone values, maps?, rows, feats)
         self.passes = self.reused = 0
+
+    def _find(self, bb: dict, maps: bool, key: tuple | None) -> torch.Tensor | None:
+        for state, kind, rows, feats in self.memo:
+            if rows not in (None, key) or (maps and not kind):
+                continue
+            if all(torch.allclose(bb[n].float(), v.float(), rtol=1e-5, atol=1e-7) for n, v in state.items()):
+                if rows is None and key is not None:
+                    feats = feats[torch.tensor(key)]
+                return feats if kind == maps else feats.mean((2, 3))
+        return None
 
     @torch.no_grad()
     def __call__(self, clf, rows: list[int] | None = None) -> torch.Tensor:
         bb = dict(clf.backbone.state_dict())
         maps = clf.words is not None
-        for state, kind, feats in self.memo:
-            if kind == maps and all(torch.allclose(bb[n].float(), v.float(), rtol=1e-5, atol=1e-7)
-                                    for n, v in state.items()):
-                self.reused += 1
-                return feats if rows is None else feats[torch.tensor(rows)]
+        key = tuple(rows) if rows is not None else None
+        found = self._find(bb, maps, key)
+        if found is not None:
+            self.reused += 1
+            return found
         # an unadapted backbone serves every task: run it on all photos once, and keep it
         whole = rows is None or not clf.info["adapted_backbone"]
         images = self.cache.images if whole else self.cache.images[torch.tensor(rows)]
         feats = batched_features(clf.features, images, self.cache.spec, self.batch_size, clf.device)
         self.passes += 1
-        if whole:
-            self.memo.append((bb, maps, feats))
+        self.memo.append((bb, maps, None if whole else key, feats))
+        subsets = [i for i, m in enumerate(self.memo) if m[2] is not None]
+        for i in reversed(subsets[:-self.keep_subsets]):
+            del self.memo[i]
         return feats[torch.tensor(rows)] if whole and rows is not None else feats
 
 
@@ -198,11 +244,12 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, prot
                  control=control_descriptions if full else None, draws=control_draws, progress=progress, kappa=kappa)
     top1 = report["per_class_top1"]["median"]
     if not full:        # no ΔΘ, no sentence match: nothing for the words to shape beyond the classifier rows
-        report.update(no_adaptation=top1, swapped_adaptation=top1, language_gain=0.0)
+        report.update(no_adaptation=top1, swapped_adaptation=top1, swapped_delta=top1, swapped_match=top1)
     elif report.get("swapped_adaptation") is not None:
-        report["language_gain"] = top1 - report["swapped_adaptation"]
-    else:
-        report["language_gain"] = None
+        report.setdefault("swapped_match", top1)
+    for key, gain in (("swapped_adaptation", "language_gain"), ("swapped_delta", "language_gain_delta"),
+                      ("swapped_match", "language_gain_match")):
+        report[gain] = top1 - report[key] if report.get(key) is not None else None
     report.update({"protocol": protocol, "classes": len(descriptions), "images": len(images),
                    "mode": synthesizer.config.mode, "wall_s": round(time.time() - t0, 1),
                    "backbone_passes": features.passes, "backbone_passes_reused": features.reused,
@@ -235,14 +282,36 @@ def _paper(synth, descriptions, cache, features, *, full, permutations, seed, co
     if full:
         report["no_adaptation"] = statistics.median(plain)
         labels = torch.tensor([classes.index(r.label) for r in cache.records])
-        swapped = []
+        swapped = {s: [] for s in _swaps(synth)}
         for other in tqdm(_control_sets(control, len(classes), draws, seed), desc="language control",
                           disable=not progress):
-            clf = synth.synthesize(descriptions, delta_from=other, kappa=kappa)
-            swapped.append(_accuracy(clf, features(clf), labels, len(classes))["top1"])
-        report["swapped_adaptation"] = statistics.median(swapped) if swapped else None
-        report["swapped_adaptation_all"] = swapped
+            for swap, accs in swapped.items():
+                clf = synth.synthesize(descriptions, delta_from=other, swap=swap, kappa=kappa)
+                accs.append(_accuracy(clf, features(clf), labels, len(classes))["top1"])
+        report.update(_swapped_keys(swapped))
     return report
+
+
+def _swaps(synth) -> tuple[str, ...]:
+    """The control's arms: both parts swapped, and, with a sentence match, each part alone."""
+    return ("both", "delta", "match") if synth.match is not None else ("both",)
+
+
+_SWAP_KEYS = {"both": "swapped_adaptation", "delta": "swapped_delta", "match": "swapped_match"}
+
+
+def _swapped_keys(by_swap: dict[str, list[float]]) -> dict:
+    """Per-draw accuracies of each control arm → the report's ``swapped_*`` keys (medians over
+    the draws) and their ``*_all`` lists. A model without a match has the ``"both"`` arm only:
+    ΔΘ alone is then both parts, and its match arm is left for the caller (the true score)."""
+    out = {}
+    for swap, accs in by_swap.items():
+        key = _SWAP_KEYS[swap]
+        out[key] = statistics.median(accs) if accs else None
+        out[key + "_all"] = accs
+    if "delta" not in by_swap:
+        out["swapped_delta"], out["swapped_delta_all"] = out["swapped_adaptation"], out["swapped_adaptation_all"]
+    return out
 
 
 def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, control, draws, progress, kappa) -> dict:
@@ -251,10 +320,11 @@ def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, co
     for i, r in enumerate(cache.records):
         rows_of.setdefault(r.label, []).append(i)
     others = _control_sets(control, HARD_K, draws, seed)
-    per_class, plain, swapped = {}, {}, {c: [] for c in tasks}
+    swaps = _swaps(synth)
+    per_class, plain, swapped = {}, {}, {(s, c): [] for s in swaps for c in tasks}
     for c, task in tqdm(tasks.items(), desc=f"hard{HARD_K} tasks", disable=not progress):
-        rows = [i for t in task for i in rows_of[t]]
-        labels = torch.tensor([task.index(cache.records[i].label) for i in rows])
+        rows = rows_of[c]           # c's score reads only c's photos: the others' would be classified for nothing
+        labels = torch.zeros(len(rows), dtype=torch.long)
         sub = {t: descriptions[t] for t in task}
         clf = synth.synthesize(sub, kappa=kappa)
         per_class[c] = _accuracy(clf, features(clf, rows), labels, HARD_K)["per_class_top1"][0]
@@ -262,16 +332,16 @@ def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, co
             base = synth.synthesize(sub, mode="fc-only")
             plain[c] = _accuracy(clf, features(base, rows), labels, HARD_K)["per_class_top1"][0]
             for other in others:
-                sw = synth.synthesize(sub, delta_from=other, kappa=kappa)
-                swapped[c].append(_accuracy(sw, features(sw, rows), labels, HARD_K)["per_class_top1"][0])
+                for swap in swaps:
+                    sw = synth.synthesize(sub, delta_from=other, swap=swap, kappa=kappa)
+                    swapped[swap, c].append(_accuracy(sw, features(sw, rows), labels, HARD_K)["per_class_top1"][0])
     mean = sum(per_class.values()) / len(per_class)
     report = {**over_orders([mean]), "permutations": 1,
               "per_class_top1_of_median_run": per_class, "tasks": tasks}
     if full:
         report["no_adaptation"] = sum(plain.values()) / len(plain)
-        by_draw = [sum(swapped[c][r] for c in tasks) / len(tasks) for r in range(len(others))]
-        report["swapped_adaptation"] = statistics.median(by_draw) if by_draw else None
-        report["swapped_adaptation_all"] = by_draw
+        report.update(_swapped_keys({s: [sum(swapped[s, c][r] for c in tasks) / len(tasks) for r in range(len(others))]
+                                     for s in swaps}))
     return report
 
 
@@ -292,6 +362,11 @@ def format_summary(report: dict) -> str:
             line += (f"\n  language control: no {what} {report['no_adaptation'] * 100:.1f}%, {what} from other "
                      f"classes' descriptions {report['swapped_adaptation'] * 100:.1f}%, "
                      f"language_gain {gain * 100:+.1f} points")
+            if report.get("sentence_match_kappa") is not None and report.get("language_gain_delta") is not None:
+                line += (f"\n    of which: ΔΘ alone from other descriptions {report['swapped_delta'] * 100:.1f}% "
+                         f"(language_gain_delta {report['language_gain_delta'] * 100:+.1f}), the match alone "
+                         f"{report['swapped_match'] * 100:.1f}% (language_gain_match "
+                         f"{report['language_gain_match'] * 100:+.1f})")
     elif gain is not None:
         line += "\n  language control: fc-only, language_gain 0 by construction"
     return line
@@ -301,6 +376,11 @@ def write_report(report: dict, path: str | Path) -> None:
     """Write a result as JSON, with what produced it (command line and commit) unless it says."""
     from .runtime import provenance
 
+    import os
+
     report = {**report, "provenance": report.get("provenance") or provenance()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(report, indent=1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")     # a killed run leaves no half report
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)

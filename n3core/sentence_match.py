@@ -403,12 +403,14 @@ def fit_match(match: SentenceMatch, maps: torch.Tensor, labels: torch.Tensor, ba
 
 
 def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrainConfig,
-                         match_cfg: MatchConfig | None = None, *, members: int = 1, progress: bool = True) -> dict:
+                         match_cfg: MatchConfig | None = None, *, members: int = 1, progress: bool = True,
+                         backbone=None, text_encoder=None) -> dict:
     """Train ``members`` sentence matches (seeds ``cfg.seed``, ``cfg.seed + 1``, …) on
     ``cfg.split``'s train classes over the frozen backbone of ``checkpoint`` and write ``out``:
     a checkpoint with the same meta-model weights plus the matches (``sentence_match.<i>.*``
     tensors, averaged by every classifier; the config, training config and each member's
-    history in ``checkpoint.json``'s ``sentence_match``). Returns that record."""
+    history in ``checkpoint.json``'s ``sentence_match``). Returns that record. ``backbone`` and
+    ``text_encoder`` may be passed in (tests use tiny ones); by default the checkpoint's."""
     from .backbones import create_backbone
     from .checkpoint import CheckpointError, load_checkpoint
     from .data import resolve_data_root
@@ -423,12 +425,12 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
         torch.set_num_threads(cfg.threads)
     weights, info, _ = load_checkpoint(checkpoint)
     n3cfg = N3Config.from_dict(info["config"])
-    backbone = create_backbone(n3cfg.backbone)
+    backbone = backbone or create_backbone(n3cfg.backbone)
     sig = info.get("backbone")
     if sig and sig != backbone.signature():
         raise CheckpointError(f"{checkpoint} was trained on another {n3cfg.backbone!r} than the one available")
     spec = PreprocessSpec.for_backbone(backbone, n3cfg.image_size)
-    te = TextEncoder(max_length=n3cfg.text_max_length)
+    te = text_encoder or TextEncoder(max_length=n3cfg.text_max_length)
     match_cfg = match_cfg or MatchConfig()
     root = resolve_data_root(cfg.data)
     images = read_images(root)

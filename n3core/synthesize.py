@@ -33,7 +33,9 @@ from .runtime import pick_device
 from .sentence_match import WEIGHT_PREFIX, MatchEnsemble, SentenceHead, sentence_bank
 from .text import EncodedTexts, TextEncoder
 
-__all__ = ["Synthesizer", "SynthesizedClassifier", "check_descriptions", "class_key", "descriptions_from_pairs"]
+__all__ = ["Synthesizer", "SynthesizedClassifier", "SWAPS", "check_descriptions", "class_key", "descriptions_from_pairs"]
+
+SWAPS = ("both", "delta", "match")   # what the language control's other descriptions write: see Synthesizer.synthesize
 
 
 def class_key(name: str) -> str:
@@ -346,7 +348,7 @@ class Synthesizer:
 
     @torch.no_grad()
     def synthesize(self, descriptions: dict[str, str], *, mode: str | None = None,
-                   delta_from: dict[str, str] | None = None, share_backbone: bool = False,
+                   delta_from: dict[str, str] | None = None, swap: str = "both", share_backbone: bool = False,
                    kappa: float | None = None) -> SynthesizedClassifier:
         """``{class name: description}`` → :class:`SynthesizedClassifier` (K = number of classes).
 
@@ -356,15 +358,19 @@ class Synthesizer:
         these other descriptions (any number ≥ 2 of classes; the match gives class k the
         sentences of ``delta_from``'s class k, cycling when there are fewer) while the
         classification layer is still written from ``descriptions``; a network shaped by the
-        task's words should then score lower.
+        task's words should then score lower. ``swap`` says which parts ``delta_from`` writes:
+        ``"both"`` (ΔΘ and the match), ``"delta"`` (ΔΘ only; the match reads ``descriptions``)
+        or ``"match"`` (the match only; ΔΘ is written from ``descriptions``).
         ``kappa``: the sentence match's weight in the logits (default: the checkpoint's).
         ``share_backbone``: a classifier with no ΔΘ uses this synthesizer's own backbone module
         instead of a copy (saves the copy's time and memory); the caller promises never to
         modify it (``export`` copies it anyway)."""
         t0 = time.perf_counter()
+        if swap not in SWAPS:
+            raise ValueError(f"swap must be one of {SWAPS}, got {swap!r}")
         enc = self.encode(descriptions)
         a = self.adaptation(descriptions, enc)
-        if delta_from is not None and a.delta and mode != "fc-only":
+        if delta_from is not None and swap != "match" and a.delta and mode != "fc-only":
             a = dataclasses.replace(a, delta=self.adaptation(delta_from).delta)
         adapt = bool(a.delta) and mode != "fc-only"
         source = self.model.backbone_module
@@ -374,7 +380,7 @@ class Synthesizer:
             module = clone_module(source, a.adapted_params(self.model.theta()) if adapt else {})
         words = None
         if self.match is not None and mode != "fc-only":
-            if delta_from is not None:
+            if delta_from is not None and swap != "delta":
                 check_descriptions(delta_from)
                 other = list(delta_from.values())
                 words = self.sentence_head({c: other[k % len(other)] for k, c in enumerate(descriptions)}, kappa)
@@ -382,6 +388,7 @@ class Synthesizer:
                 words = self.sentence_head(descriptions, kappa)
         info = {"mode": "fc-only" if (mode == "fc-only" or not (a.delta or words is not None)) else "full",
                 "delta_from": sorted(delta_from) if delta_from is not None and (adapt or words is not None) else None,
+                "swapped": swap if delta_from is not None and (adapt or words is not None) else None,
                 "mu": float(a.mu), "backbone": self.config.backbone, "adapted_backbone": adapt,
                 "sentence_match": {"kappa": words.kappa} if words is not None else None,
                 "truncated": [list(descriptions)[t.index] for t in enc.truncated],

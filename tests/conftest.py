@@ -1,4 +1,4 @@
-"""Shared fixtures. The real weights and the shared CUB-100 photos are required: a missing
+"""Shared fixtures. The real weights and the shared CUB photos are required: a missing
 data folder fails the suite loudly rather than skipping it."""
 from __future__ import annotations
 

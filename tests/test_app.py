@@ -163,8 +163,8 @@ def test_batch_evaluation_from_amake_zip():
     at = start()
     open_view(at, "Batch evaluation")
     photos = sorted((ROOT / "assets" / "demo" / "photos").glob("*.jpg"))
-    folder = {"blue_jay": "Blue_Jay", "cedar_waxwing": "073.cedar waxwing", "red_winged_blackbird": "Red-winged Blackbird",
-              "scarlet_tanager": "scarlet_tanager", "pileated_woodpecker": "Pileated Woodpecker"}
+    folder = {"blue_jay": "Blue_Jay", "painted_bunting": "016.painted bunting", "red_winged_blackbird": "Red-winged Blackbird",
+              "scarlet_tanager": "scarlet_tanager", "belted_kingfisher": "Belted Kingfisher"}
     files = {}
     for p in photos:
         species = p.stem.rsplit("_", 1)[0]

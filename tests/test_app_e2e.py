@@ -74,7 +74,7 @@ def test_edit_and_see_compare_explain_in_chromium(app_url, tmp_path):
     from PIL import Image
 
     demo = ROOT / "assets" / "demo" / "photos"
-    Image.open(demo / "cedar_waxwing_1.jpg").save(photo)   # a PNG upload
+    Image.open(demo / "painted_bunting_1.jpg").save(photo)   # a PNG upload
     labelled = tmp_path / "labelled.zip"
     with zipfile.ZipFile(labelled, "w") as z:             # a small labelled zip for the A/B comparison
         for p in sorted(demo.glob("*.jpg")):

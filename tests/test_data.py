@@ -12,17 +12,17 @@ from n3core.data import (DataError, EpisodeSampler, ImageError, description_file
                          load_descriptions, load_image, load_split, read_cub, read_image_folder, resolve_data_root)
 
 
-def test_reads_shared_cub100(cub, data_root):
-    assert len(cub.classes) == 100 and len(cub) == 5902
+def test_reads_shared_cub(cub, data_root):
+    assert len(cub.classes) == 173 and len(cub) == 10208
     assert cub.classes[0] == "001.Black_footed_Albatross"
     assert all(r.path.exists() for r in cub.records[:50])
     assert 45 <= len(cub.indices("014.Indigo_Bunting")) <= 60
     split = load_split(data_root, "ss0")
-    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (65, 10, 25)
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (98, 25, 50)
     sub = cub.subset(split["test"])
     assert sub.classes == split["test"] and {r.label for r in sub.records} == set(split["test"])
     desc = load_descriptions(description_file(data_root, "allaboutbirds"), cub.classes)
-    assert len(desc) == 100
+    assert len(desc) == 173
     gpt = load_descriptions(description_file(data_root, "gpt4_part_descriptors"))
     assert gpt["001.Black_footed_Albatross"].startswith("back:")
 
