@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["PROTOCOLS", "split_inputs", "per_class_accuracy", "class_orders", "over_orders", "batched_features",
+__all__ = ["PROTOCOLS", "FeatureMemo", "split_inputs", "per_class_accuracy", "class_orders", "over_orders", "batched_features",
            "adaptation_accuracy", "evaluate_protocol", "nearest_tasks", "nearest_by_embedding", "format_summary",
            "write_report"]
 
@@ -109,7 +109,7 @@ def over_orders(top1: list[float], top5: list[float] | None = None) -> dict:
     return out
 
 
-class _Features:
+class FeatureMemo:
     """What a classifier's :meth:`~n3core.synthesize.SynthesizedClassifier.head` reads of the
     cached photos under its (adapted) backbone: pooled features ``[N, F]``, or feature maps
     ``[N, C, h, w]`` for a classifier with a sentence match.
@@ -122,7 +122,7 @@ class _Features:
     photos are kept for the whole run; passes over a subset (one hard5 task) only while that
     task is evaluated (the last ``keep_subsets``)."""
 
-    def __init__(self, cache, batch_size: int, keep_subsets: int = 6):
+    def __init__(self, cache, batch_size: int = 64, keep_subsets: int = 6):
         self.cache, self.batch_size, self.keep_subsets = cache, batch_size, keep_subsets
         self.memo: list[tuple[dict, bool, tuple | None, torch.Tensor]] = []   # (backbone values, maps?, rows, feats)
         self.passes = self.reused = 0
@@ -218,12 +218,13 @@ def nearest_by_embedding(names: list[str], emb: torch.Tensor, size: int = HARD_K
 def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, protocol: str = "paper",
                       permutations: int = 10, seed: int = 0, control_descriptions: dict[str, str] | None = None,
                       control_draws: int = 3, batch_size: int = 64, progress: bool = True,
-                      kappa: float | None = None) -> dict:
+                      kappa: float | None = None, features: "FeatureMemo | None" = None) -> dict:
     """Run ``protocol`` for ``descriptions`` (class → text) over ``images`` (an ImageSet of
     exactly those classes). ``control_descriptions``: descriptions of other classes (the
     split's train classes) that the language control writes ΔΘ (and the sentence match) from.
     ``kappa``: the sentence match's weight, instead of the checkpoint's (choosing it on a dev
-    split). Returns the JSON-able report."""
+    split). ``features``: a :class:`FeatureMemo` of these photos kept from an earlier call (the
+    same model under another κ reuses every backbone pass). Returns the JSON-able report."""
     from .imagecache import ImageCache
 
     if protocol not in PROTOCOLS:
@@ -236,8 +237,13 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, prot
             raise ValueError("the language control needs descriptions of at least 2 other classes, "
                              f"got {len(control_descriptions)}")
     t0 = time.time()
-    cache = ImageCache(images.records, synthesizer.preprocess, progress=progress)
-    features = _Features(cache, batch_size)
+    if features is None:
+        features = FeatureMemo(ImageCache(images.records, synthesizer.preprocess, progress=progress), batch_size)
+    elif [r.path for r in features.cache.records] != [r.path for r in images.records] \
+            or features.cache.spec != synthesizer.preprocess:
+        raise ValueError("features: a FeatureMemo of other photos or another preprocessing")
+    cache = features.cache
+    passes0, reused0 = features.passes, features.reused
     full = synthesizer.config.mode == "full" or synthesizer.match is not None    # language-written network parts
     run = _paper if protocol == "paper" else _hard5
     report = run(synthesizer, descriptions, cache, features, full=full, permutations=permutations, seed=seed,
@@ -252,7 +258,7 @@ def evaluate_protocol(synthesizer, descriptions: dict[str, str], images, *, prot
         report[gain] = top1 - report[key] if report.get(key) is not None else None
     report.update({"protocol": protocol, "classes": len(descriptions), "images": len(images),
                    "mode": synthesizer.config.mode, "wall_s": round(time.time() - t0, 1),
-                   "backbone_passes": features.passes, "backbone_passes_reused": features.reused,
+                   "backbone_passes": features.passes - passes0, "backbone_passes_reused": features.reused - reused0,
                    "control_draws": control_draws if full and control_descriptions else 0,
                    "preprocess": synthesizer.preprocess.to_dict(),
                    "mu": float(synthesizer.model.meta.mu.detach()), "gamma": float(synthesizer.config.gamma),

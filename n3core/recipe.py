@@ -14,9 +14,9 @@ work folder:
    weights only), each recording the recipe and the command that wrote it;
 6. their evaluation reports on the split's test classes, written into the packaged folders:
    ``eval-<split>-test.json`` (the paper's protocol, with the three-way language control),
-   ``eval-<split>-test-hard5.json``, and for the full model
-   ``eval-<split>-test-delta-only.json`` (the same model with the sentence match off, κ = 0:
-   what ΔΘ alone does).
+   for the full model ``eval-<split>-test-delta-only.json`` (the same model with the sentence
+   match off, κ = 0: what ΔΘ alone does; it reuses the first report's backbone passes), and
+   ``eval-<split>-test-hard5.json``.
 
 Resumable at any point: a stage whose output exists is never redone; a training stage that
 was cut short continues from its newest checkpoint (``train --resume``), a match or an
@@ -157,12 +157,14 @@ def recipe_stages(recipe: Recipe, split: str, out: Path, *, data: str | None = N
     def package(src: Path, dst: Path) -> Callable[[], None]:
         return lambda: package_checkpoint(src, dst, provenance=note)
 
-    def evaluation(which: str, protocol: str, kappa: float | None, suffix: str) -> Stage:
+    memos: dict = {}     # the full model's paper-protocol backbone passes, shared by its two κ
+
+    def evaluation(which: str, protocol: str, kappa: float | None, suffix: str, memo: str | None = None) -> Stage:
         path = shipped[which] / f"eval-{label}-test{suffix}.json"
 
         def go():
             _evaluate(shipped[which], split, data, protocol, kappa, recipe.evaluate, path, progress,
-                      backbone, text_encoder)
+                      backbone, text_encoder, memos, memo)
         return Stage(f"evaluate {which}{' ' + protocol if protocol != 'paper' else ''}"
                      f"{', ΔΘ only' if kappa == 0 else ''}", path, go)
 
@@ -174,23 +176,32 @@ def recipe_stages(recipe: Recipe, split: str, out: Path, *, data: str | None = N
                         lambda: join_matches(full_best, [out / f"match-s{s}" for s in seeds], out / "joined")))
     stages.append(Stage("package full", shipped["full"], package(out / "joined", shipped["full"])))
     stages.append(Stage("package fc-only", shipped["fc-only"], package(out / "fconly" / "final", shipped["fc-only"])))
-    stages += [evaluation("full", "paper", None, ""), evaluation("full", "hard5", None, "-hard5"),
-               evaluation("full", "paper", 0.0, "-delta-only"),
+    stages += [evaluation("full", "paper", None, "", memo="keep"), evaluation("full", "paper", 0.0, "-delta-only", memo="last"),
+               evaluation("full", "hard5", None, "-hard5"),
                evaluation("fc-only", "paper", None, ""), evaluation("fc-only", "hard5", None, "-hard5")]
     return stages
 
 
 def _evaluate(checkpoint: Path, split: str, data, protocol: str, kappa, settings: dict, path: Path, progress: bool,
-              backbone, text_encoder) -> None:
+              backbone, text_encoder, memos: dict, memo: str | None) -> None:
+    """One report. ``memo="keep"`` keeps this evaluation's backbone passes in ``memos`` for the
+    next; ``"last"`` uses and then drops them (they hold every photo's feature maps)."""
     from .data import resolve_data_root
-    from .evaluate import evaluate_protocol, split_inputs, write_report
+    from .evaluate import FeatureMemo, evaluate_protocol, split_inputs, write_report
+    from .imagecache import ImageCache
     from .synthesize import Synthesizer
 
     synth = Synthesizer.from_checkpoint(checkpoint, backbone=backbone, text_encoder=text_encoder)
     descriptions, images, control = split_inputs(resolve_data_root(data), split, "test")
+    features = memos.pop("features", None) if memo else None
+    if memo == "keep" or (memo == "last" and features is None):
+        features = FeatureMemo(ImageCache(images.records, synth.preprocess, progress=progress))
     report = evaluate_protocol(synth, descriptions, images, protocol=protocol,
                                permutations=int(settings.get("permutations", 10)), control_descriptions=control,
-                               control_draws=int(settings.get("control_draws", 3)), progress=progress, kappa=kappa)
+                               control_draws=int(settings.get("control_draws", 3)), progress=progress, kappa=kappa,
+                               features=features)
+    if memo == "keep":
+        memos["features"] = features
     report.update({"checkpoint": checkpoint.name, "split": split, "part": "test", "descriptions_set": "allaboutbirds"})
     write_report(report, path)
 

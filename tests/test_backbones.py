@@ -19,8 +19,9 @@ KNOWN = {
 }
 
 
-def test_registry_lists_both():
-    assert {"efficientnet_lite0", "resnet18"} <= set(available_backbones())
+def test_registry_lists_all():
+    assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "resnet18"} <= set(available_backbones())
+    assert [create_backbone(f"efficientnet_lite{v}", pretrained=False).preprocess.input_size for v in (1, 2)] == [240, 260]
     with pytest.raises(BackboneError, match="unknown backbone"):
         create_backbone("vgg99")
 
@@ -53,10 +54,11 @@ def test_lite0_features_and_frozen(lite0):
     assert not lite0.module.training
 
 
-def test_lite0_imagenet_sanity_on_real_cub_photos(cub):
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_lite_imagenet_sanity_on_real_cub_photos(cub, name):
     """The mapped weights are real and the preprocessing right: CUB photos of species
     ImageNet knows get their ImageNet class in the top 5 (at least 80% of them)."""
-    bb = create_backbone("efficientnet_lite0", keep_imagenet_head=True)
+    bb = create_backbone(name, keep_imagenet_head=True)
     names = imagenet_class_names()
     spec = PreprocessSpec.for_backbone(bb, crop_pct=bb.preprocess.crop_pct)    # timm's ImageNet evaluation
     hits, total, per = 0, 0, {}
@@ -72,7 +74,7 @@ def test_lite0_imagenet_sanity_on_real_cub_photos(cub):
     assert total > 300
     assert hits / total >= 0.80, per
     # and shuffled weights break it: the test can fail
-    bad = create_backbone("efficientnet_lite0", pretrained=False, keep_imagenet_head=True)
+    bad = create_backbone(name, pretrained=False, keep_imagenet_head=True)
     recs = [cub.records[i] for i in cub.indices("047.American_Goldfinch")][:16]
     x = spec.pil_batch([load_image(r.path) for r in recs])
     with torch.no_grad():

@@ -93,6 +93,7 @@ def test_reports_hold_the_three_way_control(finished):
             assert len(r[key + "_all"]) == 1, "one control draw, as the recipe says"
     assert paper["protocol"] == "paper" and paper["permutations"] == 2 and hard5["protocol"] == "hard5"
     assert delta_only["sentence_match_kappa"] == 0.0
+    assert paper["backbone_passes"] > 0 and delta_only["backbone_passes"] == 0, "κ = 0 reuses every pass"
     # κ = 0: the match is off, so swapping its words changes nothing
     assert delta_only["swapped_match"] == pytest.approx(delta_only["per_class_top1"]["median"])
     fc_paper = json.loads(next(fc.glob("eval-*-test.json")).read_text())
