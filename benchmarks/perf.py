@@ -173,12 +173,12 @@ def train_steps(synth: Synthesizer, pool: dict[str, str], repeats: int, batch: i
 
 
 def training_peak_rss(steps: int = 30) -> dict:
-    """Peak resident memory of the shipped full stage's own settings (``checkpoints/recipe-full.json``,
+    """Peak resident memory of the shipped full stage's own settings (``checkpoints/recipe.json``'s ``full``,
     started from the shipped fc-only model) cut to ``steps`` steps, with a validation and a
     checkpoint (optimizer state included) at the last one."""
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d) / "cfg.json"
-        recipe = json.loads((ROOT / "checkpoints" / "recipe-full.json").read_text())
+        recipe = json.loads((ROOT / "checkpoints" / "recipe.json").read_text())["full"]
         recipe["train"].update(max_steps=steps, eval_every=steps, checkpoint_every=steps, patience=None)
         cfg.write_text(json.dumps(recipe))
         t0 = time.time()
@@ -191,7 +191,7 @@ def training_peak_rss(steps: int = 30) -> dict:
             raise RuntimeError(f"the training run failed: {' '.join(cmd)}")
         peak_kb = usage.ru_maxrss
     return {"train_peak_rss_gb": round(peak_kb / 2**20, 2), "steps": steps, "wall_s": round(time.time() - t0, 1),
-            "command": "python -m n3core train --split ss0 --config checkpoints/recipe-full.json (30 steps) "
+            "command": "python -m n3core train --split ss0 --config <checkpoints/recipe.json's full stage> (30 steps) "
                        "--init-from checkpoints/n3-effl0-minilm-ss0-fconly"}
 
 

@@ -127,6 +127,27 @@ def test_the_control_swaps_the_match_and_keeps_the_rows(text_encoder):
         Synthesizer(synth.model, text_encoder).sentence_head(DESC)
 
 
+def test_the_control_swaps_each_part_alone(text_encoder):
+    """swap="delta" writes ΔΘ alone from the other texts (the match reads the true ones),
+    swap="match" the match alone (ΔΘ from the true texts); "both" does both."""
+    synth = _synth(text_encoder, mode="full")
+    true = synth.synthesize(DESC)
+    arms = {s: synth.synthesize(DESC, delta_from=OTHER, swap=s) for s in ("both", "delta", "match")}
+
+    def same_backbone(a, b):
+        sa, sb = a.backbone.state_dict(), b.backbone.state_dict()
+        return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+    assert not same_backbone(arms["both"], true) and same_backbone(arms["both"], arms["delta"])
+    assert same_backbone(arms["match"], true)
+    assert arms["delta"].words.sentences == true.words.sentences
+    assert arms["match"].words.sentences == arms["both"].words.sentences != true.words.sentences
+    assert all(torch.equal(a.fc.weight, true.fc.weight) for a in arms.values())
+    assert {s: a.info["swapped"] for s, a in arms.items()} == {"both": "both", "delta": "delta", "match": "match"}
+    with pytest.raises(ValueError, match="swap must be one of"):
+        synth.synthesize(DESC, delta_from=OTHER, swap="rows")
+
+
 @pytest.mark.parametrize("protocol", ["paper", "hard5"])
 def test_the_language_control_covers_the_match(text_encoder, photos, protocol):  # noqa: F811
     images, desc, control = photos
@@ -141,6 +162,10 @@ def test_the_language_control_covers_the_match(text_encoder, photos, protocol): 
     assert r["no_adaptation"] == pytest.approx(rows_only["per_class_top1"]["median"])
     assert r["language_gain"] == pytest.approx(r["per_class_top1"]["median"] - r["swapped_adaptation"])
     assert rows_only["language_gain"] == 0.0 and rows_only["sentence_match_kappa"] == 0.0
+    # fc-only meta-model: ΔΘ is empty, so swapping ΔΘ alone changes nothing and the match carries it all
+    assert r["swapped_delta"] == pytest.approx(r["per_class_top1"]["median"])
+    assert r["swapped_match"] == pytest.approx(r["swapped_adaptation"])
+    assert r["language_gain_match"] == pytest.approx(r["language_gain"]) and r["language_gain_delta"] == 0
 
 
 def test_export_keeps_the_match(text_encoder, tmp_path):

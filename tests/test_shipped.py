@@ -30,6 +30,18 @@ def ss0_test(cub, data_root):
     return classes, {c: desc[c] for c in classes}
 
 
+def test_checkpoints_are_what_the_recipe_writes(data_root):
+    """Both shipped folders came from `python -m n3core recipe --split ss0` with today's
+    checkpoints/recipe.json, on the data folder's ss0 classes."""
+    recipe = json.loads((ROOT / "checkpoints" / "recipe.json").read_text())
+    split = load_split(data_root, "ss0")
+    for d in (FULL, FCONLY):
+        info = json.loads((d / "checkpoint.json").read_text())
+        assert info["provenance"]["recipe"] == recipe, f"{d.name} was written by another recipe"
+        assert info["provenance"]["command"].startswith("python -m n3core recipe --split ss0")
+        assert {k: info["split"][k] for k in ("train", "val", "test")} == split
+
+
 def test_checkpoints_are_what_the_card_says(synths):
     assert synths["full"].config.mode == "full" and synths["fc-only"].config.mode == "fc-only"
     for d in (FULL, FCONLY):
@@ -53,8 +65,8 @@ def test_unseen_test_photos_far_above_chance(synths, cub, ss0_test):
     for mode, synth in synths.items():
         clf = synth.synthesize(desc)
         acc = per_class_accuracy(clf.predict(images).log(), labels, len(classes))
-        assert acc["top1"] > 3 * (1 / 25), (mode, acc["top1"])      # chance is 4%
-        assert acc["top5"] > 0.35, (mode, acc["top5"])
+        assert acc["top1"] > 5 / len(classes), (mode, acc["top1"])     # chance is 1 / 50
+        assert acc["top5"] > 0.25, (mode, acc["top5"])
 
 
 @pytest.fixture(scope="module")
