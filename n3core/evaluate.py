@@ -134,7 +134,7 @@ class FeatureMemo:
             if all(torch.allclose(bb[n].float(), v.float(), rtol=1e-5, atol=1e-7) for n, v in state.items()):
                 if rows is None and key is not None:
                     feats = feats[torch.tensor(key)]
-                return feats if kind == maps else feats.mean((2, 3))
+                return feats if kind == maps else feats.float().mean((2, 3))
         return None
 
     @torch.no_grad()
@@ -149,7 +149,8 @@ class FeatureMemo:
         # an unadapted backbone serves every task: run it on all photos once, and keep it
         whole = rows is None or not clf.info["adapted_backbone"]
         images = self.cache.images if whole else self.cache.images[torch.tensor(rows)]
-        feats = batched_features(clf.features, images, self.cache.spec, self.batch_size, clf.device)
+        feats = batched_features(clf.features, images, self.cache.spec, self.batch_size, clf.device,
+                                 dtype=torch.float16 if maps else torch.float32)
         self.passes += 1
         self.memo.append((bb, maps, None if whole else key, feats))
         subsets = [i for i, m in enumerate(self.memo) if m[2] is not None]
@@ -158,10 +159,12 @@ class FeatureMemo:
         return feats[torch.tensor(rows)] if whole and rows is not None else feats
 
 
-def batched_features(fn, images: torch.Tensor, spec, batch_size: int = 64, device="cpu") -> torch.Tensor:
+def batched_features(fn, images: torch.Tensor, spec, batch_size: int = 64, device="cpu",
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``fn`` (normalised images → pooled features) over uint8 ``images`` ``[N, 3, S, S]`` in
-    batches, normalised by ``spec`` → ``[N, F]`` float32 on the CPU."""
-    return torch.cat([fn(spec.normalize(images[s:s + batch_size]).to(device)).float().cpu()
+    batches, normalised by ``spec`` → ``[N, F]`` on the CPU, as ``dtype`` (feature maps are kept
+    in float16: 50 classes' photos are 0.4 GB a map set so, as the sentence match trains on them)."""
+    return torch.cat([fn(spec.normalize(images[s:s + batch_size]).to(device)).to(dtype).cpu()
                       for s in range(0, len(images), batch_size)])
 
 
@@ -184,9 +187,13 @@ def adaptation_accuracy(model, adaptation, cache, classes: list[str], *, feature
     return per_class_accuracy(logits, labels, len(classes))
 
 
-def _accuracy(clf, feats: torch.Tensor, labels: torch.Tensor, k: int) -> dict:
+def _accuracy(clf, feats: torch.Tensor, labels: torch.Tensor, k: int, chunk: int = 128) -> dict:
+    """Per-class accuracy of ``clf``'s head on ``feats``, ``chunk`` photos at a time (the sentence
+    match's attention over K classes' sentences is [photos, matches, K, sentences, positions])."""
     with torch.no_grad():
-        return per_class_accuracy(clf.head(feats.to(clf.device)).float().cpu(), labels, k)
+        logits = torch.cat([clf.head(feats[s:s + chunk].to(clf.device).float()).float().cpu()
+                            for s in range(0, len(feats), chunk)])
+    return per_class_accuracy(logits, labels, k)
 
 
 def _control_sets(control: dict[str, str] | None, k: int, draws: int, seed: int) -> list[dict[str, str]]:

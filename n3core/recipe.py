@@ -157,16 +157,15 @@ def recipe_stages(recipe: Recipe, split: str, out: Path, *, data: str | None = N
     def package(src: Path, dst: Path) -> Callable[[], None]:
         return lambda: package_checkpoint(src, dst, provenance=note)
 
-    memos: dict = {}     # the full model's paper-protocol backbone passes, shared by its two κ
-
-    def evaluation(which: str, protocol: str, kappa: float | None, suffix: str, memo: str | None = None) -> Stage:
-        path = shipped[which] / f"eval-{label}-test{suffix}.json"
+    def evaluation(which: str, protocol: str, reports: list[tuple[float | None, str]]) -> Stage:
+        """One stage: reports of one checkpoint and protocol, for each (κ, file suffix); the
+        second κ reuses every backbone pass of the first. Done when the last report exists."""
+        paths = [(kappa, shipped[which] / f"eval-{label}-test{suffix}.json") for kappa, suffix in reports]
 
         def go():
-            _evaluate(shipped[which], split, data, protocol, kappa, recipe.evaluate, path, progress,
-                      backbone, text_encoder, memos, memo)
-        return Stage(f"evaluate {which}{' ' + protocol if protocol != 'paper' else ''}"
-                     f"{', ΔΘ only' if kappa == 0 else ''}", path, go)
+            _evaluate(shipped[which], split, data, protocol, paths, recipe.evaluate, progress, backbone, text_encoder)
+        kappas = " and κ = 0 (ΔΘ only)" if len(paths) > 1 else ""
+        return Stage(f"evaluate {which}, {protocol}{kappas}", paths[-1][1], go)
 
     stages = [Stage("fc-only training", out / "fconly" / "final", train_stage(recipe.fc_only, out / "fconly", None)),
               Stage("full training", out / "full" / "final",
@@ -176,16 +175,14 @@ def recipe_stages(recipe: Recipe, split: str, out: Path, *, data: str | None = N
                         lambda: join_matches(full_best, [out / f"match-s{s}" for s in seeds], out / "joined")))
     stages.append(Stage("package full", shipped["full"], package(out / "joined", shipped["full"])))
     stages.append(Stage("package fc-only", shipped["fc-only"], package(out / "fconly" / "final", shipped["fc-only"])))
-    stages += [evaluation("full", "paper", None, "", memo="keep"), evaluation("full", "paper", 0.0, "-delta-only", memo="last"),
-               evaluation("full", "hard5", None, "-hard5"),
-               evaluation("fc-only", "paper", None, ""), evaluation("fc-only", "hard5", None, "-hard5")]
+    stages += [evaluation("full", "paper", [(None, ""), (0.0, "-delta-only")]),
+               evaluation("full", "hard5", [(None, "-hard5")]),
+               evaluation("fc-only", "paper", [(None, "")]), evaluation("fc-only", "hard5", [(None, "-hard5")])]
     return stages
 
 
-def _evaluate(checkpoint: Path, split: str, data, protocol: str, kappa, settings: dict, path: Path, progress: bool,
-              backbone, text_encoder, memos: dict, memo: str | None) -> None:
-    """One report. ``memo="keep"`` keeps this evaluation's backbone passes in ``memos`` for the
-    next; ``"last"`` uses and then drops them (they hold every photo's feature maps)."""
+def _evaluate(checkpoint: Path, split: str, data, protocol: str, paths: list, settings: dict, progress: bool,
+              backbone, text_encoder) -> None:
     from .data import resolve_data_root
     from .evaluate import FeatureMemo, evaluate_protocol, split_inputs, write_report
     from .imagecache import ImageCache
@@ -193,25 +190,26 @@ def _evaluate(checkpoint: Path, split: str, data, protocol: str, kappa, settings
 
     synth = Synthesizer.from_checkpoint(checkpoint, backbone=backbone, text_encoder=text_encoder)
     descriptions, images, control = split_inputs(resolve_data_root(data), split, "test")
-    features = memos.pop("features", None) if memo else None
-    if memo == "keep" or (memo == "last" and features is None):
-        features = FeatureMemo(ImageCache(images.records, synth.preprocess, progress=progress))
-    report = evaluate_protocol(synth, descriptions, images, protocol=protocol,
-                               permutations=int(settings.get("permutations", 10)), control_descriptions=control,
-                               control_draws=int(settings.get("control_draws", 3)), progress=progress, kappa=kappa,
-                               features=features)
-    if memo == "keep":
-        memos["features"] = features
-    report.update({"checkpoint": checkpoint.name, "split": split, "part": "test", "descriptions_set": "allaboutbirds"})
-    write_report(report, path)
+    features = FeatureMemo(ImageCache(images.records, synth.preprocess, progress=progress))
+    for kappa, path in paths:
+        report = evaluate_protocol(synth, descriptions, images, protocol=protocol,
+                                   permutations=int(settings.get("permutations", 10)), control_descriptions=control,
+                                   control_draws=int(settings.get("control_draws", 3)), progress=progress,
+                                   kappa=kappa, features=features)
+        report.update({"checkpoint": checkpoint.name, "split": split, "part": "test",
+                       "descriptions_set": "allaboutbirds"})
+        write_report(report, path)
 
 
 def run_recipe(recipe: Recipe, split: str, out: str | Path, *, data: str | None = None, threads: int = 0,
-               progress: bool = True, command: str | None = None, backbone=None, text_encoder=None) -> dict:
+               progress: bool = True, command: str | None = None, backbone=None, text_encoder=None,
+               isolate: bool = True) -> dict:
     """Run (or continue) every stage of ``recipe`` on ``split`` into ``out``. Returns
     ``{"checkpoints": {"full": path, "fc-only": path}, "stages": [...]}`` where each stage says
     whether it ran now or was already done. ``backbone`` / ``text_encoder``: tests pass tiny
-    ones; by default the real ones."""
+    ones; by default the real ones. ``isolate``: each stage runs in a fresh child process
+    (spawned, killed with this one), so no stage inherits the memory the ones before it held
+    and each stage's peak is its own."""
     out = Path(out)
     if threads:
         import torch
@@ -228,25 +226,25 @@ def run_recipe(recipe: Recipe, split: str, out: str | Path, *, data: str | None 
     else:
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(marker, json.dumps(started, indent=1))
-    stages = recipe_stages(recipe, split, out, data=data, threads=threads, progress=progress, command=command,
+    args = (recipe, split, out, data, threads, progress, command, backbone, text_encoder)
+    stages = recipe_stages(*args[:2], out, data=data, threads=threads, progress=progress, command=command,
                            backbone=backbone, text_encoder=text_encoder)
     done_before = [s.output.exists() for s in stages]
     summary = []
     with tqdm(total=len(stages), initial=sum(done_before), desc=f"recipe {recipe.name} on {split}", unit="stage",
               disable=not progress, position=0, dynamic_ncols=True) as bar:
-        for stage, was_done in zip(stages, done_before):
+        for i, (stage, was_done) in enumerate(zip(stages, done_before)):
             if was_done:
                 summary.append({"stage": stage.name, "ran": False})
                 continue
             tqdm.write(f"[n3] recipe: {stage.name} → {_rel(stage.output, out)}", file=sys.stdout)
             t0 = time.time()
-            stage.run()
+            peak = _run_isolated(args, i) if isolate else _run_here(stage)
             if not stage.output.exists():
                 raise RecipeError(f"stage {stage.name!r} ended without writing {stage.output}")
             rec = {"stage": stage.name, "ran": True, "output": _rel(stage.output, out),
-                   "wall_min": round((time.time() - t0) / 60, 2),
-                   "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-                   "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+                   "wall_min": round((time.time() - t0) / 60, 2), "peak_rss_gb": peak,
+                   "isolated": isolate, "finished_at": time.strftime("%Y-%m-%d %H:%M:%S")}
             with open(out / "stages.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec) + "\n")
             summary.append(rec)
@@ -259,6 +257,50 @@ def run_recipe(recipe: Recipe, split: str, out: str | Path, *, data: str | None 
 def split_label(split: str) -> str:
     """How a split names its checkpoints and reports: ``ss0``, or a split file's stem."""
     return Path(split).stem if split.endswith(".json") else split.replace(":", "-")
+
+
+def _run_here(stage: Stage) -> float:
+    """Run in this process; the peak is this process's so far (GB)."""
+    stage.run()
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
+def _run_isolated(args: tuple, index: int) -> float:
+    """Run stage ``index`` in a spawned child; its own peak resident memory (GB)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    args = args[:-1] + (None,)      # a text encoder holds locks: the child loads its own (the default one)
+    child = ctx.Process(target=_stage_child, args=(args, index, queue), name=f"n3-recipe-stage-{index}")
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RecipeError(f"stage {index + 1} failed in its process (exit code {child.exitcode}); "
+                          "the message above says why. Re-run the same command to continue.")
+    return queue.get(timeout=10)
+
+
+def _stage_child(args: tuple, index: int, queue) -> None:
+    try:                                 # die with the recipe process, even when it is SIGKILLed
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    from .runtime import setup
+
+    setup()
+    recipe, split, out, data, threads, progress, command, backbone, text_encoder = args
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    stage = recipe_stages(recipe, split, out, data=data, threads=threads, progress=progress, command=command,
+                          backbone=backbone, text_encoder=text_encoder)[index]
+    stage.run()
+    queue.put(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
 
 
 def _rel(p: Path, base: Path) -> str:

@@ -61,6 +61,7 @@ def test_every_stage_runs_in_order_and_writes_a_shippable_pair(finished, text_en
     assert names[:2] == ["fc-only training", "full training"]
     assert names[2:6] == ["sentence match, seed 0", "sentence match, seed 1", "join the matches", "package full"]
     assert all(s["ran"] for s in res["stages"])
+    assert all(s["isolated"] for s in res["stages"]), "each stage ran in a process of its own"
     full, fc = Path(res["checkpoints"]["full"]), Path(res["checkpoints"]["fc-only"])
     info = json.loads((full / "checkpoint.json").read_text())
     assert info["dtype"] == "float16" and info["provenance"]["recipe"] == tiny_recipe().to_dict()
@@ -129,7 +130,7 @@ def slow(self, *a, **k):             # slow steps, so the parent can kill inside
     return step(self, *a, **k)
 torch.optim.AdamW.step = slow
 run_recipe(tiny_recipe(), sys.argv[3], sys.argv[2], progress=False, backbone=make_tiny_backbone(),
-           command="python -m n3core recipe (test)")
+           command="python -m n3core recipe (test)", isolate=False)    # in this process: the slow steps apply
 """
 
 
