@@ -27,8 +27,8 @@ def _train(args) -> int:
         args.split = f"preset:{args.preset}"
     if args.mode:
         model_d["mode"] = args.mode
-    for key in ("split", "data", "descriptions", "max_steps", "checkpoint_every", "eval_every", "patience", "k", "k_min",
-                "neighbour_episodes", "batch_size", "micro_batches", "seed", "init_from", "device", "threads"):
+    for key in ("split", "data", "descriptions", "max_steps", "checkpoint_every", "eval_every", "patience", "k",
+                "batch_size", "micro_batches", "seed", "init_from", "device", "threads"):
         v = getattr(args, key, None)
         if v is not None:
             train_d[key] = v
@@ -215,9 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--descriptions", default=None, help="description set name or .json")
     t.add_argument("--init-from", default=None, help="start from the matching weights of this checkpoint")
     t.add_argument("--k", type=int, default=None)
-    t.add_argument("--k-min", type=int, default=None, help="draw each episode's K uniformly from K-MIN..K")
-    t.add_argument("--neighbour-episodes", type=float, default=None,
-                   help="fraction of episodes made of a class and its K-1 nearest train classes (by description)")
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--micro-batches", type=int, default=None,
                    help="full mode: run the batch through the backbone in this many parts (less memory, same step)")

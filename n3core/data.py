@@ -358,41 +358,19 @@ class EpisodeSampler:
     """Episodes for meta-training: K classes drawn from ``classes``, then ``batches``
     mini-batches of ``batch_size`` images of those classes (balanced over classes), seeded.
 
-    Two options make episodes that need task-specific features (both off by default, and then
-    the draws are exactly those of a sampler without them):
-
-    * ``k_min``: each episode's K is drawn uniformly from ``k_min .. k``;
-    * ``neighbours`` (class → that class followed by the others, nearest first) with
-      ``neighbour_prob``: that fraction of episodes is an anchor class drawn from ``classes``
-      and its K - 1 nearest neighbours, a set of similar classes like evaluate's hard5 tasks.
-
     Iterating yields ``(episode_classes, [record indices])`` per mini-batch; a new set of
     classes every ``batches`` mini-batches. Deterministic given ``seed`` and the episode
     number, so a resumed run draws exactly what an uninterrupted one would.
     """
 
     def __init__(self, images: ImageSet, classes: Sequence[str], k: int, batch_size: int,
-                 batches_per_episode: int = 1, seed: int = 0, *, k_min: int | None = None,
-                 neighbours: dict[str, list[str]] | None = None, neighbour_prob: float = 0.0):
+                 batches_per_episode: int = 1, seed: int = 0):
         if k < 2:
             raise DataError(f"an episode needs at least 2 classes, got K={k}")
         if len(classes) < k:
             raise DataError(f"K={k} classes per episode but only {len(classes)} classes to draw from")
-        if k_min is not None and not 2 <= k_min <= k:
-            raise DataError(f"k_min must lie in 2..K={k}, got {k_min}")
-        if not 0.0 <= neighbour_prob <= 1.0:
-            raise DataError(f"neighbour_prob must lie in [0, 1], got {neighbour_prob}")
-        if neighbour_prob > 0:
-            if neighbours is None:
-                raise DataError("neighbour episodes need each class's neighbours (none given)")
-            short = [c for c in classes if len(neighbours.get(c, ())) < k or neighbours[c][0] != c
-                     or not set(neighbours[c]) <= set(classes)]
-            if short:
-                raise DataError(f"neighbours of {short[0]!r} must start with it and hold at least K={k} "
-                                f"of the episode classes")
         self.images, self.classes, self.k = images, list(classes), k
         self.batch_size, self.batches_per_episode, self.seed = batch_size, batches_per_episode, seed
-        self.k_min, self.neighbours, self.neighbour_prob = k_min, neighbours, neighbour_prob
         for c in self.classes:
             if not images.indices(c):
                 raise DataError(f"class {c!r} has no images")
@@ -400,16 +378,11 @@ class EpisodeSampler:
     def episode(self, n: int) -> tuple[list[str], list[list[int]]]:
         """Episode ``n``: its classes and its mini-batches of record indices."""
         rng = random.Random(f"{self.seed}-{n}")
-        k = rng.randint(self.k_min, self.k) if self.k_min is not None else self.k
-        if self.neighbour_prob > 0 and rng.random() < self.neighbour_prob:
-            cls = self.neighbours[rng.choice(self.classes)][:k]
-            rng.shuffle(cls)
-        else:
-            cls = rng.sample(self.classes, k)
+        cls = rng.sample(self.classes, self.k)
         pools = {c: rng.sample(self.images.indices(c), len(self.images.indices(c))) for c in cls}
         batches = []
         for _ in range(self.batches_per_episode):
-            order = [cls[i % k] for i in range(self.batch_size)]
+            order = [cls[i % self.k] for i in range(self.batch_size)]
             rng.shuffle(order)
             batch = []
             for c in order:

@@ -307,10 +307,9 @@ def sentence_attention(clf: SynthesizedClassifier, image, target: int | None = N
 @torch.no_grad()
 def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str],
                      before: dict[str, str] | None = None) -> list[dict]:
-    """Per adapted tensor, in network order: ``{"name", "kind", "delta_norm" = ‖μ·ΔΘ‖₂ (with
-    ``keep_scale``: ‖Θ' − Θ‖₂, see :meth:`Adaptation.changes`),
+    """Per adapted tensor, in network order: ``{"name", "kind", "delta_norm" = ‖μ·ΔΘ‖₂,
     "theta_norm" = ‖Θ‖₂, "ratio"}``; with ``before`` (the descriptions before an edit), also
-    ``"edit_norm"`` = ‖μ·(ΔΘ − ΔΘ_before)‖₂ (with ``keep_scale``: ‖Θ' − Θ'_before‖₂): how far
+    ``"edit_norm"`` = ‖μ·(ΔΘ − ΔΘ_before)‖₂: how far
     the edit moved each tensor. ΔΘ depends
     on the whole class set, so editing one description can move every layer. Empty for an
     fc-only model."""
@@ -318,8 +317,8 @@ def adaptation_norms(synth: Synthesizer, descriptions: dict[str, str],
     b = synth.adaptation(before) if before is not None else None
     theta = synth.model.theta()
     kinds = {t.name: t.kind for t in synth.backbone.tensors}
-    ca = a.changes(theta)
-    cb = b.changes(theta) if b is not None else None
+    ca = a.changes()
+    cb = b.changes() if b is not None else None
     rows = []
     for t in synth.backbone.tensors:
         if t.name not in ca:

@@ -1,7 +1,6 @@
 """Plotly figures and HTML that show N3's results; pure functions of numbers, no models.
 
-* :func:`probability_figure` — top classes of one image, full adaptation vs fc-only.
-* :func:`probability_bars_html` — the same as light HTML bars with a tick where each bar was
+* :func:`probability_bars_html` — top classes of one photo, full vs fc-only, as light HTML bars with a tick where each bar was
   before the last edit (the app draws one per photo: no chart library per photo).
 * :func:`shift_figure` — what an edit did to every photo: Δp per photo and class, both modes.
 * :func:`control_figure` — the language control: own ΔΘ vs other texts' ΔΘ vs none, per photo.
@@ -24,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["probability_figure", "probability_bars_html", "shift_figure", "control_figure", "saliency_figure",
+__all__ = ["probability_bars_html", "shift_figure", "control_figure", "saliency_figure",
            "sentence_attention_figure", "ab_accuracy_figure", "confusion_figure", "accuracy_figure", "norms_figure", "evidence_html",
            "evidence_sentences", "FULL_COLOUR", "FC_COLOUR", "MODE_COLOURS"]
 
@@ -204,26 +203,6 @@ def ab_accuracy_figure(per_class_a: dict, per_class_b: dict):
                                     opacity=0.55 if tag == "A" else 1.0))
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="accuracy"), height=360,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
-    return fig
-
-
-def probability_figure(names: Sequence[str], full: torch.Tensor, fc_only: torch.Tensor, top: int = 5,
-                       title: str = ""):
-    """Horizontal grouped bars: the ``top`` classes (by the larger of the two probabilities)
-    of one image, full adaptation vs fc-only. ``full`` and ``fc_only`` are ``[K]``."""
-    import plotly.graph_objects as go
-
-    best = torch.maximum(full, fc_only)
-    order = best.argsort(descending=True)[:min(top, len(names))].tolist()[::-1]
-    labels = [names[i] for i in order]
-    fig = go.Figure()
-    fig.add_bar(y=labels, x=[float(full[i]) for i in order], orientation="h", name="full adaptation",
-                marker_color=FULL_COLOUR, text=[f"{float(full[i]):.0%}" for i in order], textposition="auto")
-    fig.add_bar(y=labels, x=[float(fc_only[i]) for i in order], orientation="h", name="fc-only",
-                marker_color=FC_COLOUR, text=[f"{float(fc_only[i]):.0%}" for i in order], textposition="auto")
-    fig.update_layout(barmode="group", title=title or None, height=90 + 45 * len(order),
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10), xaxis=dict(range=[0, 1], tickformat=".0%"),
-                      legend=dict(orientation="h", y=-0.15))
     return fig
 
 

@@ -4,9 +4,9 @@ Read top to bottom:
 
 1. :class:`Tokens2Label` — a transformer over the L token states of *one* description
    (attention never crosses classes), pooled through a learned label token → ``c_k`` ``[K, d]``.
-   ``mean_skip`` adds an MLP of the description's mean-pooled, L2-normalised token states (the
-   sentence embedding MiniLM was trained to produce) to the label embedding (``"label"``) or
-   straight to the class's classifier row (``"classifier"``).
+   ``mean_skip="classifier"`` adds an MLP of the description's mean-pooled, L2-normalised
+   token states (the sentence embedding MiniLM was trained to produce) straight to the class's
+   classifier row.
 2. :class:`Labels2Adaptation` — a transformer over the K label embeddings (no positions, so
    permuting the classes permutes the outputs) → ``h`` ``[K, d]``.
 3. :class:`TensorDecoders` — for every adapted backbone tensor with M columns of size C,
@@ -37,8 +37,7 @@ from .text import mean_embedding, word_positions
 __all__ = ["N3Config", "Adaptation", "N3MetaModel", "N3Model", "SynthesisError", "MODES"]
 
 MODES = ("full", "fc-only")
-MEAN_SKIPS = ("none", "label", "classifier")
-DELTA_INITS = ("random", "zero")
+MEAN_SKIPS = ("none", "classifier")
 
 
 class SynthesisError(ValueError):
@@ -63,18 +62,12 @@ class N3Config:
     ff_mult: int = 2
     dropout: float = 0.1
     token_dropout: float = 0.1          # training only: drop this fraction of description tokens
-    mean_skip: str = "none"             # "none" | "label" | "classifier": where an MLP of the normalised
-                                        # mean of the token states is added (label embedding / classifier row)
+    mean_skip: str = "none"             # "none" | "classifier": add an MLP of the normalised mean of
+                                        # the token states to each classifier row
     mean_hidden: int = 1024             # hidden width of that MLP
     mean_dropout: float = 0.5           # dropout on its input and hidden layer
-    center_features: bool = False       # subtract a learned centre from image features before the cosine
     mu_init: float = 1e-3
     gamma: float = 1.0
-    keep_scale: bool = False            # rescale each adapted output channel (1-D tensors: the tensor)
-                                        # to its norm in Θ, so BatchNorm's frozen statistics still fit Θ'
-    delta_init: str = "random"          # "zero": the decoders' output maps start at 0, so ΔΘ = 0 and the
-                                        # full stage starts exactly at the network it is initialised from
-    cosine_classifier: bool = True
     logit_scale_init: float = 10.0
     image_size: int = 160
 
@@ -83,8 +76,6 @@ class N3Config:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.mean_skip not in MEAN_SKIPS:
             raise ValueError(f"mean_skip must be one of {MEAN_SKIPS}, got {self.mean_skip!r}")
-        if self.delta_init not in DELTA_INITS:
-            raise ValueError(f"delta_init must be one of {DELTA_INITS}, got {self.delta_init!r}")
         if self.d_model % self.n_heads:
             raise ValueError("d_model must be divisible by n_heads")
 
@@ -93,9 +84,6 @@ class N3Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "N3Config":
-        d = dict(d)
-        if d.pop("pool_skip", False):      # an option of early development checkpoints, since replaced
-            raise ValueError("config option pool_skip=true is no longer supported (see mean_skip)")
         return config_from_dict(cls, d, "config")
 
 
@@ -113,7 +101,7 @@ class Adaptation:
 
     ``delta``: ΔΘ by backbone tensor name, each shaped like Θ (empty in fc-only mode);
     ``fc_weight`` ``[K, F]``; ``fc_bias`` ``[K]``; ``mu``, ``gamma``: scalars;
-    ``logit_scale``: scalar temperature of the cosine classifier (1 when not cosine).
+    ``logit_scale``: scalar temperature of the cosine classifier.
     """
 
     delta: dict[str, torch.Tensor]
@@ -122,47 +110,20 @@ class Adaptation:
     mu: torch.Tensor
     gamma: float
     logit_scale: torch.Tensor
-    cosine: bool = True
-    feature_center: torch.Tensor | None = None
-    keep_scale: bool = False
 
     def adapted_params(self, theta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``Θ' = γ·Θ + μ·ΔΘ`` for the adapted tensors (others are left out: they stay Θ).
+        """``Θ' = γ·Θ + μ·ΔΘ`` for the adapted tensors (others are left out: they stay Θ)."""
+        # one fused pass per tensor (γ = 1: Θ itself, no scaled copy); μ keeps its gradient
+        return {n: torch.addcmul(theta[n] if self.gamma == 1 else self.gamma * theta[n], self.mu, d)
+                for n, d in self.delta.items()}
 
-        With ``keep_scale`` each output channel of Θ' (a weight's slice along dim 0; a 1-D
-        tensor as a whole) is then rescaled to its norm in Θ: ΔΘ turns channels instead of growing or
-        shrinking them, so the BatchNorm statistics, frozen at their pretrained values, still
-        describe Θ', and γ only sets ΔΘ's weight against Θ (γ, μ acts as 1, μ/γ)."""
-        out = {}
-        for n, d in self.delta.items():
-            # one fused pass (γ = 1: Θ itself, no scaled copy); μ keeps its gradient
-            new = torch.addcmul(theta[n] if self.gamma == 1 else self.gamma * theta[n], self.mu, d)
-            if self.keep_scale:
-                new = new * (_channel_norms(theta[n]) / _channel_norms(new).clamp_min(1e-12))
-            out[n] = new
-        return out
-
-    def changes(self, theta: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """What the adaptation adds to each adapted tensor: ``μ·ΔΘ``, or with ``keep_scale``
-        ``Θ' − Θ`` (the rescaled change)."""
-        if not self.keep_scale:
-            return {n: self.mu * d for n, d in self.delta.items()}
-        return {n: v - theta[n] for n, v in self.adapted_params(theta).items()}
+    def changes(self) -> dict[str, torch.Tensor]:
+        """What the adaptation adds to each adapted tensor: ``μ·ΔΘ``, shaped like Θ."""
+        return {n: self.mu * d for n, d in self.delta.items()}
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``[B, F]`` → logits ``[B, K]``."""
-        if self.feature_center is not None:
-            features = features - self.feature_center
-        if self.cosine:
-            return self.logit_scale * F.normalize(features, dim=-1) @ F.normalize(self.fc_weight, dim=-1).T + self.fc_bias
-        return features @ self.fc_weight.T + self.fc_bias
-
-
-def _channel_norms(t: torch.Tensor) -> torch.Tensor:
-    """Norm of each output channel, shaped to broadcast against ``t`` (1-D: the whole tensor's)."""
-    if t.dim() < 2:
-        return t.norm()
-    return t.flatten(1).norm(dim=1).reshape(-1, *([1] * (t.dim() - 1)))
+        """Pooled features ``[B, F]`` → logits ``[B, K]`` (cosine, scaled, plus bias)."""
+        return self.logit_scale * F.normalize(features, dim=-1) @ F.normalize(self.fc_weight, dim=-1).T + self.fc_bias
 
 
 def _encoder(d: int, heads: int, layers: int, ff_mult: int, dropout: float) -> nn.TransformerEncoder:
@@ -186,7 +147,6 @@ class Tokens2Label(nn.Module):
         self.encoder = _encoder(cfg.d_model, cfg.n_heads, cfg.t2l_layers, cfg.ff_mult, cfg.dropout)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.token_dropout = cfg.token_dropout
-        self.mean_mlp = _mean_mlp(cfg, cfg.d_model) if cfg.mean_skip == "label" else None
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         K = states.shape[0]
@@ -195,15 +155,10 @@ class Tokens2Label(nn.Module):
         if self.training and self.token_dropout > 0:
             drop = torch.rand(keep.shape, device=keep.device) < self.token_dropout
             keep = keep & ~drop
-        if self.mean_mlp is not None:
-            skip = self.mean_mlp(mean_embedding(states, mask, keep))
         x = torch.cat([self.label_token.expand(K, -1, -1), x], dim=1)
         keep = torch.cat([keep.new_ones(K, 1), keep], dim=1)
         x = self.encoder(x, src_key_padding_mask=~keep)
-        out = x[:, 0]
-        if self.mean_mlp is not None:
-            out = out + skip
-        return self.norm(out)
+        return self.norm(x[:, 0])
 
 
 class Labels2Adaptation(nn.Module):
@@ -234,7 +189,6 @@ class ClassifierWriter(nn.Module):
         nn.init.zeros_(self.bias.weight)
         nn.init.zeros_(self.bias.bias)
         self.log_scale = nn.Parameter(torch.tensor(math.log(cfg.logit_scale_init)))
-        self.center = nn.Parameter(torch.zeros(cfg.feature_dim)) if cfg.center_features else None
         self.skip = _mean_mlp(cfg, cfg.feature_dim + 1) if cfg.mean_skip == "classifier" else None
 
     def forward(self, h: torch.Tensor, sentence: torch.Tensor | None = None):
@@ -272,10 +226,6 @@ class TensorDecoders(nn.Module):
         self.q_norm = nn.LayerNorm(d)
         self.heads = cfg.n_heads
         self.out = nn.ModuleList(nn.Linear(d, t.column_size) for t in tensors)
-        if cfg.delta_init == "zero":
-            for lin in self.out:
-                nn.init.zeros_(lin.weight)
-                nn.init.zeros_(lin.bias)
         self._column_sizes = [t.column_size for t in tensors]
         self._frozen: tuple | None = None        # (parameter versions, queries, text-free outputs, weights)
 
@@ -366,10 +316,7 @@ class N3MetaModel(nn.Module):
         sentence = mean_embedding(states, mask.bool()) if self.classifier.skip is not None else None
         w, b, scale = self.classifier(h, sentence)
         delta = self.decoders(h) if self.decoders is not None else {}
-        return Adaptation(delta=delta, fc_weight=w, fc_bias=b, mu=self.mu, gamma=self.cfg.gamma,
-                          logit_scale=scale if self.cfg.cosine_classifier else scale.new_ones(()),
-                          cosine=self.cfg.cosine_classifier, feature_center=self.classifier.center,
-                          keep_scale=self.cfg.keep_scale)
+        return Adaptation(delta=delta, fc_weight=w, fc_bias=b, mu=self.mu, gamma=self.cfg.gamma, logit_scale=scale)
 
 
 class N3Model(nn.Module):

@@ -10,7 +10,7 @@ the app, the benchmark scripts, the test suite) call :func:`setup` first:
   allocation; PyTorch's CPU kernels allocate large activation buffers on every call, so the
   kernel spends most of its time zeroing fresh pages (measured here: a Lite0 forward of 64
   images at 160 px took 1.25 s with the defaults and 0.45 s with these settings:
-  ``benchmarks/malloc_tuning.py``). Keeping freed memory in the heap removes that. Set
+  ``benchmarks/results/malloc_tuning.json``). Keeping freed memory in the heap removes that. Set
   ``N3_NO_MALLOC_TUNING=1`` to leave malloc alone.
 """
 from __future__ import annotations

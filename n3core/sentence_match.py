@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from .meta import config_from_dict
 from .text import split_sentences
 
-__all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "MatchEnsemble", "SentenceHead", "encode_sentences",
+__all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "MatchEnsemble", "SentenceHead",
            "sentence_bank", "feature_maps", "train_sentence_match", "join_matches", "WEIGHT_PREFIX"]
 
 WEIGHT_PREFIX = "sentence_match."     # its tensors' names inside a checkpoint's model.safetensors
@@ -256,13 +256,13 @@ class MatchEnsemble(nn.Module):
     @classmethod
     def from_checkpoint(cls, weights: dict[str, torch.Tensor], record: dict) -> "MatchEnsemble":
         """The match of a checkpoint: ``weights`` its tensors (only those under
-        ``sentence_match.`` are read), ``record`` its ``checkpoint.json["sentence_match"]``.
-        Checkpoints written before matches were averaged hold one match, unnumbered."""
+        ``sentence_match.`` are read), ``record`` its ``checkpoint.json["sentence_match"]``
+        (``record["members"]``: one entry per match, its tensors under ``sentence_match.<i>.``)."""
         cfg = MatchConfig.from_dict(record["config"])
         names = {k[len(WEIGHT_PREFIX):]: v for k, v in weights.items() if k.startswith(WEIGHT_PREFIX)}
-        groups = [names] if "members" not in record else [
-            {k[len(f"{i}."):]: v for k, v in names.items() if k.startswith(f"{i}.")} for i in range(len(record["members"]))]
-        if "members" in record and sum(map(len, groups)) != len(names):
+        groups = [{k[len(f"{i}."):]: v for k, v in names.items() if k.startswith(f"{i}.")}
+                  for i in range(len(record["members"]))]
+        if sum(map(len, groups)) != len(names):
             raise ValueError(f"tensors of more matches than the record's {len(record['members'])}")
         members = []
         for g in groups:
@@ -273,13 +273,6 @@ class MatchEnsemble(nn.Module):
 
 
 # ----------------------------------------------------------------------------- sentences
-@torch.no_grad()
-def encode_sentences(text_encoder, sentences: list[str]) -> torch.Tensor:
-    """Each sentence embedded alone: the encoder's normalised mean of word states ``[N, D]``
-    (:meth:`TextEncoder.embed`, cached per sentence)."""
-    return text_encoder.embed(sentences)
-
-
 def sentence_bank(text_encoder, texts: list[str], max_sentences: int, width: int | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
     """Texts → their sentences embedded ``[T, S, D]``, mask ``[T, S]`` and the sentences
@@ -287,7 +280,7 @@ def sentence_bank(text_encoder, texts: list[str], max_sentences: int, width: int
     per text."""
     split = [split_sentences(t)[:max_sentences] for t in texts]
     unique = sorted({x for ss in split for x in ss})
-    emb = dict(zip(unique, encode_sentences(text_encoder, unique)))
+    emb = dict(zip(unique, text_encoder.embed(unique)))   # each sentence alone, cached per sentence
     S = width or max(len(ss) for ss in split)
     vec = torch.zeros(len(texts), S, text_encoder.dim)
     mask = torch.zeros(len(texts), S, dtype=torch.bool)
@@ -478,15 +471,6 @@ def _save_with_match(weights: dict, info: dict, out, ensemble: MatchEnsemble, re
     save_checkpoint(out, weights, keep, half=info.get("dtype") == "float16")
 
 
-def _member_runs(record: dict) -> list[dict]:
-    """Each trained match's own record (seed, history, time, source); a checkpoint from before
-    matches were averaged holds one, described at the top level."""
-    if "members" in record:
-        return record["members"]
-    return [{"seed": record["train_config"]["seed"], "history": record.get("history", []),
-             "train_s": record.get("train_s"), "source_checkpoint": record.get("source_checkpoint")}]
-
-
 def join_matches(checkpoint: str | Path, sources: list[str | Path], out: str | Path) -> dict:
     """``checkpoint``'s meta-model with the mean of the sentence matches of ``sources`` (each
     trained with ``train-match`` on the same split, match shape and training settings, seeds
@@ -515,7 +499,7 @@ def join_matches(checkpoint: str | Path, sources: list[str | Path], out: str | P
                                       "(only matches trained alike, seeds aside, are averaged)")
         try:
             members += list(MatchEnsemble.from_checkpoint(w, rec).members)
-            runs += _member_runs(rec)
+            runs += rec["members"]
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"{src}: its sentence match does not fit its record ({e})") from e
     seeds = [r["seed"] for r in runs]

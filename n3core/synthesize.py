@@ -91,7 +91,7 @@ def clone_module(module: nn.Module, replace: dict[str, torch.Tensor]) -> nn.Modu
     The result is what ``copy.deepcopy`` makes, built directly: each submodule's attributes
     are copied one level deep (the dicts of parameters, buffers, submodules and hooks are
     new, a tensor kept as a plain attribute is cloned, other settings are shared): for Lite0's
-    273 modules about 7 ms instead of deepcopy's 27 (``benchmarks/backbone_copy.py``). A
+    273 modules about 7 ms instead of deepcopy's 27 (``benchmarks/results/backbone_copy.json``). A
     submodule reached twice is copied once."""
     memo: dict[int, nn.Module] = {}
     used = set()
@@ -139,20 +139,16 @@ class SynthesizedClassifier(nn.Module):
     """
 
     def __init__(self, backbone_module: nn.Module, fc_weight: torch.Tensor, fc_bias: torch.Tensor,
-                 logit_scale: float, cosine: bool, class_names: Sequence[str], spec: PreprocessSpec,
-                 info: dict | None = None, feature_center: torch.Tensor | None = None,
-                 words: SentenceHead | None = None):
+                 logit_scale: float, class_names: Sequence[str], spec: PreprocessSpec,
+                 info: dict | None = None, words: SentenceHead | None = None):
         super().__init__()
         self.backbone = backbone_module
         self.words = words
-        center = feature_center.detach().clone() if feature_center is not None else torch.zeros(fc_weight.shape[1])
-        self.register_buffer("center", center)
-        w = F.normalize(fc_weight, dim=-1) * logit_scale if cosine else fc_weight
+        w = F.normalize(fc_weight, dim=-1) * logit_scale       # cosine classifier: rows normalised once
         self.fc = nn.Linear(fc_weight.shape[1], fc_weight.shape[0])
         with torch.no_grad():
             self.fc.weight.copy_(w)
             self.fc.bias.copy_(fc_bias)
-        self.cosine = cosine
         self.class_names = list(class_names)
         self.spec = spec
         self.info = dict(info or {})
@@ -180,10 +176,7 @@ class SynthesizedClassifier(nn.Module):
         if features.dim() == 4:
             logits = self.head(features.mean((2, 3)))
             return logits if self.words is None else logits + self.words(features)
-        features = features - self.center
-        if self.cosine:
-            features = F.normalize(features, dim=-1)
-        return self.fc(features)
+        return self.fc(F.normalize(features, dim=-1))
 
     def prepare(self, images) -> torch.Tensor:
         """PIL images (or one) → normalised ``[B, 3, S, S]`` through the model's one pipeline
@@ -393,8 +386,7 @@ class Synthesizer:
                 "sentence_match": {"kappa": words.kappa} if words is not None else None,
                 "truncated": [list(descriptions)[t.index] for t in enc.truncated],
                 "synthesis_ms": None}
-        clf = SynthesizedClassifier(module, a.fc_weight, a.fc_bias, float(a.logit_scale), a.cosine,
-                                    list(descriptions), self.preprocess, info,
-                                    feature_center=a.feature_center, words=words)
+        clf = SynthesizedClassifier(module, a.fc_weight, a.fc_bias, float(a.logit_scale), list(descriptions),
+                                    self.preprocess, info, words=words)
         clf.info["synthesis_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return clf

@@ -58,9 +58,6 @@ class TrainConfig:
     data: str | None = None
     descriptions: str = "allaboutbirds"
     k: int = 25
-    k_min: int | None = None         # K of each episode uniform in k_min..k (None: always k)
-    neighbour_episodes: float = 0.0  # fraction of episodes made of an anchor train class and its
-                                     # K-1 nearest (sentence embedding of the main descriptions)
     batch_size: int = 32
     micro_batches: int = 1           # full mode: the batch's backbone passes in this many parts (less memory;
                                      # the meta-model still runs and back-propagates once per step)
@@ -92,19 +89,13 @@ class TrainConfig:
     def __post_init__(self):
         if self.main_text_prob is not None and not 0.0 <= self.main_text_prob <= 1.0:
             raise ValueError(f"main_text_prob must lie in [0, 1] (or be null), got {self.main_text_prob}")
-        if not 0.0 <= self.neighbour_episodes <= 1.0:
-            raise ValueError(f"neighbour_episodes must lie in [0, 1], got {self.neighbour_episodes}")
         if not 1 <= self.micro_batches <= self.batch_size:
             raise ValueError(f"micro_batches must lie in 1..batch_size={self.batch_size}, got {self.micro_batches}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1 validation (or null), got {self.patience}")
-        if self.k_min is not None and not 2 <= self.k_min <= self.k:
-            raise ValueError(f"k_min must lie in 2..k={self.k} (or be null), got {self.k_min}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d.pop("cache_side", None)   # recorded by older runs; the preprocessing spec owns the cache side now
         return config_from_dict(cls, d, "train config")
 
 
@@ -331,22 +322,9 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     pbar = tqdm(total=cfg.max_steps, initial=start_step, desc=f"train {model_cfg.mode}", disable=not progress,
                 mininterval=5, dynamic_ncols=True)
     return Run(model_cfg, cfg, out, device, rank, world, model, meta, optim, bank, split, train_set, train_cache,
-               val_cache, _episode_sampler(cfg, train_set, split["train"], bank),
+               val_cache, EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed),
                slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world), train_feats, val_feats,
                start_step, state, meta_info, t_start, pbar)
-
-
-def _episode_sampler(cfg: TrainConfig, train_set, classes: list[str], bank: TextBank) -> EpisodeSampler:
-    """The run's episodes; with ``neighbour_episodes``, each train class's neighbours ranked by
-    the cosine of its main description's sentence embedding (as evaluate's hard5 tasks)."""
-    neighbours = None
-    if cfg.neighbour_episodes > 0:
-        from .evaluate import nearest_by_embedding
-        from .text import mean_embedding
-
-        neighbours = nearest_by_embedding(classes, mean_embedding(*bank.rows_states(bank.pick(classes))), cfg.k)
-    return EpisodeSampler(train_set, classes, cfg.k, cfg.batch_size, 1, seed=cfg.seed, k_min=cfg.k_min,
-                          neighbours=neighbours, neighbour_prob=cfg.neighbour_episodes)
 
 
 def _resume_state(model_cfg, cfg, out: Path, resume: bool, rank: int, world: int, say):
@@ -448,8 +426,7 @@ def backward_in_parts(model: N3Model, a: Adaptation, x: torch.Tensor, y: torch.T
         return cut[-1][1]
 
     b = dataclasses.replace(a, delta={n: leaf(d) for n, d in a.delta.items()}, fc_weight=leaf(a.fc_weight),
-                            fc_bias=leaf(a.fc_bias), mu=leaf(a.mu), logit_scale=leaf(a.logit_scale),
-                            feature_center=leaf(a.feature_center))
+                            fc_bias=leaf(a.fc_bias), mu=leaf(a.mu), logit_scale=leaf(a.logit_scale))
     total = x.new_zeros(())
     for part in torch.arange(len(y)).chunk(parts):
         logits = b.classify(model.features(x[part], b))

@@ -44,61 +44,16 @@ def test_mu_starts_at_1e_3_and_gamma_default(tiny_backbone):
     assert torch.allclose(a2.adapted_params(theta)[name], 0.5 * theta[name] + 0.25 * a2.delta[name])
 
 
-def test_keep_scale_turns_channels_without_resizing_them(tiny_backbone):
-    """keep_scale: every adapted output channel (1-D tensors: the tensor) keeps Θ's norm, γ acts
-    only through μ/γ, ΔΘ = 0 is still the pretrained network, and gradients reach ΔΘ and μ."""
-    theta = N3Model(tiny_config(), tiny_backbone).theta()
-    m = N3MetaModel(tiny_config(keep_scale=True, gamma=0.5, mu_init=0.25), tiny_backbone.tensors)
-    a = m(*_inputs())
-    assert a.keep_scale
-    new = a.adapted_params(theta)
-    for name, v in new.items():
-        t = theta[name]
-        if t.dim() >= 2:
-            assert torch.allclose(v.flatten(1).norm(dim=1), t.flatten(1).norm(dim=1), rtol=1e-4), name
-        else:
-            assert torch.allclose(v.norm(), t.norm(), rtol=1e-4), name
-        assert not torch.allclose(v, t), f"{name}: the adaptation still changes the tensor"
-    same = Adaptation(a.delta, a.fc_weight, a.fc_bias, a.mu / a.gamma, 1.0, a.logit_scale, a.cosine, keep_scale=True)
-    for name, v in same.adapted_params(theta).items():
-        assert torch.allclose(v, new[name], rtol=1e-4, atol=1e-6), name
-    changes = a.changes(theta)
-    assert all(torch.allclose(changes[n], new[n] - theta[n]) for n in new)
-    zero = Adaptation({k: torch.zeros_like(v) for k, v in a.delta.items()}, a.fc_weight, a.fc_bias,
-                      a.mu, 0.5, a.logit_scale, a.cosine, keep_scale=True)
-    for name, v in zero.adapted_params(theta).items():
-        assert torch.allclose(v, theta[name], rtol=1e-4, atol=1e-6), name
-    sum(v.square().sum() for v in new.values()).backward()
-    assert m.mu.grad is not None and m.mu.grad != 0
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.decoders.parameters())
-
-
-def test_zero_delta_init_starts_at_the_pretrained_network_and_learns(tiny_backbone):
-    """delta_init="zero": ΔΘ = 0 before training (so Θ' = Θ with keep_scale, whatever γ), yet the
-    decoders' output maps get gradients, so ΔΘ moves after one step."""
-    model = N3Model(tiny_config(delta_init="zero", keep_scale=True, gamma=0.5, mu_init=0.5), tiny_backbone).eval()
-    a = model.meta(*_inputs())
-    assert all(float(d.detach().abs().max()) == 0.0 for d in a.delta.values())
-    x = torch.randn(3, 3, 16, 16)
-    assert torch.allclose(model.features(x, a), tiny_backbone.module(x), atol=1e-5)
-    model.meta.train()
-    loss = model(x, *_inputs()).logsumexp(-1).sum()
-    loss.backward()
-    assert any(float(lin.weight.grad.abs().sum()) > 0 for lin in model.meta.decoders.out)
-    with pytest.raises(ValueError, match="delta_init"):
-        tiny_config(delta_init="ones")
-
-
 def test_zero_delta_gives_the_pretrained_network(tiny_backbone):
     model = N3Model(tiny_config(), tiny_backbone).eval()
     x = torch.randn(5, 3, 16, 16)
     a = model.meta(*_inputs())
     zero = Adaptation({k: torch.zeros_like(v) for k, v in a.delta.items()}, a.fc_weight, a.fc_bias,
-                      a.mu, 1.0, a.logit_scale, a.cosine)
+                      a.mu, 1.0, a.logit_scale)
     with torch.no_grad():
         assert torch.allclose(model.features(x, zero), tiny_backbone.module(x), atol=1e-6)
         # and a real ΔΘ does change the features: the adaptation is live
-        big = Adaptation(a.delta, a.fc_weight, a.fc_bias, torch.tensor(0.5), 1.0, a.logit_scale, a.cosine)
+        big = Adaptation(a.delta, a.fc_weight, a.fc_bias, torch.tensor(0.5), 1.0, a.logit_scale)
         assert not torch.allclose(model.features(x, big), tiny_backbone.module(x), atol=1e-4)
 
 
@@ -129,8 +84,8 @@ def test_backbone_is_never_mutated(tiny_backbone):
     assert not tiny_backbone.module.training, "BatchNorm statistics stay frozen"
 
 
-MEAN_SKIP = [{}, {"mean_skip": "label", "mean_hidden": 16}, {"mean_skip": "classifier", "mean_hidden": 16}]
-SKIP_IDS = ["token", "token+mean-label", "token+mean-classifier"]
+MEAN_SKIP = [{}, {"mean_skip": "classifier", "mean_hidden": 16}]
+SKIP_IDS = ["token", "token+mean-classifier"]
 
 
 @pytest.mark.parametrize("extra", MEAN_SKIP, ids=SKIP_IDS)
@@ -179,15 +134,6 @@ def test_mean_embedding_is_the_normalised_mean_of_the_word_tokens(tiny_backbone)
         n = int(mask[k].sum())
         words = states[k, 1:n - 1]                       # [CLS] first and [SEP] last are left out
         assert torch.allclose(emb[k], torch.nn.functional.normalize(words.mean(0), dim=0), atol=1e-6)
-    # the skip path is live: changing word tokens changes the label embedding through it
-    t2l = N3MetaModel(tiny_config(mean_skip="label", mean_hidden=16), tiny_backbone.tensors).tokens2label.eval()
-    t2l.encoder = torch.nn.Identity()
-    t2l.encoder.forward = lambda x, src_key_padding_mask=None: x * 0
-    moved = states.clone()
-    moved[0, 2] += 3.0
-    with torch.no_grad():
-        a, b = t2l(states, mask), t2l(moved, mask)
-    assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1:], b[1:])
 
 
 def test_classifier_skip_alone_is_pdcnn_fc(tiny_backbone):
@@ -200,14 +146,9 @@ def test_classifier_skip_alone_is_pdcnn_fc(tiny_backbone):
         a = meta(states, mask)
         wb = meta.classifier.skip(mean_embedding(states, mask))
     assert torch.allclose(a.fc_weight, wb[:, :-1], atol=1e-6)
-    with pytest.raises(ValueError, match="mean_skip"):
-        tiny_config(mean_skip="yes")
-
-
-def test_legacy_pool_skip_key():
-    assert N3Config.from_dict({"d_model": 8, "n_heads": 2, "pool_skip": False}).d_model == 8
-    with pytest.raises(ValueError, match="pool_skip"):
-        N3Config.from_dict({"pool_skip": True})
+    for bad in ("yes", "label"):
+        with pytest.raises(ValueError, match="mean_skip"):
+            tiny_config(mean_skip=bad)
 
 
 def test_fc_only_mode_has_no_decoders(tiny_backbone):

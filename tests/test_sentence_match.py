@@ -83,18 +83,16 @@ def test_several_matches_are_averaged(text_encoder):
         MatchEnsemble([_match(), SentenceMatch(MatchConfig(text_dim=384, channels=8, dim=32))])
 
 
-def test_checkpoints_of_one_unnumbered_match_still_load():
-    """Before matches were averaged a checkpoint held one, as ``sentence_match.<name>``."""
+def test_an_ensemble_round_trips_through_its_checkpoint_tensors():
+    """Each match's tensors live under ``sentence_match.<i>.``; the record's ``members`` says how many."""
     match = _match()
     record = {"config": match.cfg.to_dict(), "train_config": MatchTrainConfig().__dict__, "history": []}
-    old = MatchEnsemble.from_checkpoint({WEIGHT_PREFIX + k: v for k, v in match.state_dict().items()}, record)
-    assert len(old) == 1
-    for k, v in match.state_dict().items():
-        assert torch.equal(old.members[0].state_dict()[k], v), k
     new = MatchEnsemble([match, _match(seed=1)])
     rec2 = dict(record, members=[{"seed": 0}, {"seed": 1}])
     back = MatchEnsemble.from_checkpoint(new.tensors(), rec2)
     assert len(back) == 2 and torch.equal(back.members[1].keys.weight, new.members[1].keys.weight)
+    for k, v in match.state_dict().items():
+        assert torch.equal(back.members[0].state_dict()[k], v), k
     with pytest.raises(ValueError, match="more matches"):
         MatchEnsemble.from_checkpoint(new.tensors(), dict(record, members=[{"seed": 0}]))
 

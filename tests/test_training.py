@@ -266,35 +266,6 @@ def test_text_bank_reads_the_main_description_with_main_text_prob(text_encoder):
 def test_main_text_prob_out_of_range_is_refused():
     with pytest.raises(ValueError, match="main_text_prob"):
         TrainConfig.from_dict({"main_text_prob": 1.5})
-    with pytest.raises(ValueError, match="neighbour_episodes must lie in"):
-        TrainConfig.from_dict({"neighbour_episodes": -0.1})
-    with pytest.raises(ValueError, match="k_min must lie in 2..k=5"):
-        TrainConfig.from_dict({"k": 5, "k_min": 1})
-
-
-def test_neighbour_episodes_rank_train_classes_as_hard5_does(small_split, data_root, tmp_path, text_encoder):
-    """The run's neighbour episodes come from the sentence embedding evaluate's hard5 uses, over
-    the train classes only; a full run with them trains and writes its options into the checkpoint."""
-    from n3core.data import description_file, load_descriptions
-    from n3core.evaluate import nearest_tasks
-    from n3core.train import prepare_run
-
-    m, t = _cfgs(small_split, k=3, k_min=2, neighbour_episodes=1.0, max_steps=4, eval_every=4)
-    run = prepare_run(m, t, tmp_path / "nb", torch.device("cpu"), resume=False, progress=False,
-                      backbone=make_tiny_backbone(), text_encoder=text_encoder)
-    train_classes = run.split["train"]
-    every = load_descriptions(description_file(data_root, "allaboutbirds"))
-    desc = {c: every[c] for c in train_classes}
-    synth = SimpleNamespace(text_encoder=text_encoder)      # nearest_tasks reads only its text encoder
-    assert run.sampler.neighbours == nearest_tasks(synth, desc, size=3)
-    for n in range(10):
-        cls = run.sampler.episode(n)[0]
-        assert 2 <= len(cls) <= 3 and any(set(cls) == set(run.sampler.neighbours[a][:len(cls)]) for a in cls)
-    run.pbar.close()
-    r = train(m, t, tmp_path / "nb2", progress=False, backbone=make_tiny_backbone(), text_encoder=text_encoder)
-    assert r["steps"] == 4
-    info = json.loads((tmp_path / "nb2" / "final" / "checkpoint.json").read_text())
-    assert info["train_config"]["neighbour_episodes"] == 1.0 and info["train_config"]["k_min"] == 2
 
 
 def test_form_rows_become_a_class_set_with_one_duplicate_rule():
