@@ -293,8 +293,8 @@ def predictions(wb: Workbench, syn) -> None:
         names, shift = probability_shift(prev, before_syn.names, after, syn.names)
         before = aligned_probabilities(prev, before_syn.names, syn.names)
     if any(y is not None for y in labels):
-        cols = st.columns(2)
-        for c, mode in zip(cols, ("full", "fc-only")):
+        cols = st.columns(len(after))
+        for c, mode in zip(cols, after):
             right, known = correct(after[mode], labels)
             delta = None
             if before_syn is not None:
@@ -305,8 +305,7 @@ def predictions(wb: Workbench, syn) -> None:
         st.caption(f"Bars: now. Black ticks: before edit {ss.get('edit_number', 1)} ({edit_summary(before_syn, syn)}). "
                    "▲▼: the change in points. ✓: the class the photo's name gives.")
     else:
-        st.caption("Blue: full adaptation (every layer rewritten from the descriptions); orange: fc-only. "
-                   "✓: the class the photo's name gives. Edit a description to see what changes.")
+        st.caption(parts_caption(wb) + " ✓: the class the photo's name gives. Edit a description to see what changes.")
     grid = st.columns(2)
     for j, k in enumerate(keys):
         with grid[j % 2].container(border=True):
@@ -320,6 +319,15 @@ def predictions(wb: Workbench, syn) -> None:
                                      title=f"What the last edit changed, per photo and class (edit "
                                            f"{ss.get('edit_number', 1)}: {edit_summary(before_syn, syn, markdown=False)})"),
                         key="shift", config={"displayModeBar": False})
+
+
+def parts_caption(wb: Workbench) -> str:
+    """What each bar is: the parts of the full classifier the words write."""
+    if wb.sentence_match is None:
+        return "Blue: full (ΔΘ over every backbone layer, written from the descriptions); orange: fc-only."
+    return ("Blue: full = ΔΘ over every backbone layer + the sentence match, both written from the descriptions; "
+            "purple: ΔΘ only (the full classifier without its match: what N3's adapted network adds); "
+            "orange: fc-only (the classification layer alone on the unchanged backbone).")
 
 
 def working_view(wb: Workbench, syn) -> None:
@@ -356,7 +364,7 @@ def network_view(wb: Workbench, syn) -> None:
         st.plotly_chart(norms_figure(rows, title=f"How much each layer was adapted ({len(rows)} tensors)"),
                         key="norms")
 
-    st.subheader("Did these words shape the network? The language control")
+    st.subheader("What carries the words? The language control")
     chosen = [(k, ss.images[k]["image"]) for k in photo_selection()]
     if not chosen:
         st.info("Add photos to run the language control.")
@@ -368,30 +376,45 @@ def network_view(wb: Workbench, syn) -> None:
         return wb.language_control(syn, [im for _, im in chosen], pool, source=source)
 
     try:
-        with st.spinner("Writing the network from other classes' descriptions (3 draws) and classifying…"):
+        with st.spinner("Writing ΔΘ and the sentence match from other classes' descriptions (3 draws) and classifying…"):
             control = memo(("control", syn.key, tuple(keys)), run_control)
     except (SynthesisError, DataError) as e:
         st.error(str(e))
         return
     labels = [label_from_filename(k, syn.names) for k in keys]
     s = control.summary(labels)
-    what = "adaptation ΔΘ and its sentence match" if wb.sentence_match is not None else "adaptation ΔΘ"
-    st.caption(f"The full classifier keeps the classification layer written from your descriptions; only the "
-               f"network's {what} change: written from your descriptions, from {len(control.drawn[0])} "
-               f"other classes' descriptions ({md(control.source)}; {s['draws']} draws, fixed seeds), or none. "
-               "Shuffling your own descriptions among your classes would not do: ΔΘ is written from the class "
-               "set as a whole, whatever the order.")
-    c = st.columns(4)
-    c[0].metric("photos whose prediction an other-text ΔΘ changes", f"{s['changed']} / {s['photos']}")
-    c[1].metric("mean |Δp| of the prediction, own vs other ΔΘ", f"{100 * s['shift']:.1f} points")
-    if "own_accuracy" in s:
-        c[2].metric(f"correct with own ΔΘ ({s['labelled']} labelled)", f"{s['own_accuracy']:.0%}",
-                    delta=f"{100 * (s['own_accuracy'] - s['swapped_accuracy']):+.0f} vs other ΔΘ")
-        c[3].metric("correct with other ΔΘ / none", f"{s['swapped_accuracy']:.0%} / {s['no_adaptation_accuracy']:.0%}")
+    st.caption(f"The full classifier keeps the classification layer written from your descriptions; only its "
+               f"language-written parts change, each written from your descriptions or from {len(control.drawn[0])} "
+               f"other classes' descriptions ({md(control.source)}; {s['draws']} draws, fixed seeds, the same as "
+               "`evaluate`'s control). Shuffling your own descriptions among your classes would not do: ΔΘ is "
+               "written from the class set as a whole, whatever the order.")
+    st.table(control_rows(control, s))
     st.plotly_chart(control_figure(keys, control, labels), key="control", config={"displayModeBar": False})
     with st.expander("The other classes each draw used"):
         for r, names in enumerate(control.drawn):
             st.markdown(f"draw {r + 1}: " + ", ".join(md(n) for n in names))
+
+
+CONTROL_ARMS = {"both": "ΔΘ and the match from other texts", "delta": "ΔΘ from other texts, the match from yours",
+                "match": "the match from other texts, ΔΘ from yours"}
+
+
+def control_rows(control, s: dict) -> list[dict]:
+    """The language control's summary as table rows: one per way of writing the parts."""
+    def row(name, acc, changed=None, shift=None):
+        r = {"network parts written from": name}
+        if "labelled" in s:
+            r[f"correct ({s['labelled']} labelled)"] = f"{acc:.0%}"
+        r["photos whose prediction changes"] = "—" if changed is None else f"{changed} / {s['photos']}"
+        r["mean |Δp| of the prediction"] = "—" if shift is None else f"{100 * shift:.1f} points"
+        return r
+
+    rows = [row("your descriptions (the full classifier)", s.get("own_accuracy"))]
+    for arm in control.arms():
+        tag = "" if arm == "both" else f"_{arm}"
+        rows.append(row(CONTROL_ARMS[arm], s.get(f"swapped{tag}_accuracy"), s[f"changed{tag}"], s[f"shift{tag}"]))
+    rows.append(row("none (Θ and the classification layer alone)", s.get("no_adaptation_accuracy")))
+    return rows
 
 
 # ---------------------------------------------------------------------------- A/B
@@ -451,21 +474,11 @@ def ab_view(wb: Workbench, syn) -> None:
     zip_up = st.file_uploader("Labelled photos for the comparison (zip, one folder per class; optional)", type=["zip"],
                               key="ab_zip")
     text_b = ss.get(f"ab_text_{i}", "")
-    images, labels, problems = [], [], []
     chosen = photo_selection()
-    if zip_up is not None:
-        try:
-            images, labels, problems = memo(("zip", hashlib.sha1(zip_up.getvalue()).hexdigest(), tuple(syn.names)),
-                                            lambda: read_labelled_zip(zip_up.getvalue(), syn.names))
-        except DataError as e:
-            st.error(f"The zip cannot be used: {md(e)}")
-            return
-        if problems:
-            with st.expander(f"{len(problems)} files of the zip skipped"):
-                st.text("\n".join(problems))
-    else:
-        images = [ss.images[k]["image"] for k in chosen]
-        labels = [label_from_filename(k, syn.names) for k in chosen]
+    photos = ab_photos(syn, zip_up, chosen)
+    if photos is None:
+        return
+    images, labels = photos
     try:
         with st.spinner("Synthesizing with B and classifying…"):
             cmp = memo(("ab", syn.key, cls, text_b, zip_up.file_id if zip_up is not None else tuple(chosen)),
@@ -476,6 +489,29 @@ def ab_view(wb: Workbench, syn) -> None:
     c = st.columns(2)
     c[0].button("Use B as the description", key="ab_use_b", on_click=use_b, args=(i, text_b), type="primary")
     c[1].button("Keep A (reset B)", key="ab_keep_a", on_click=keep_a, args=(i,))
+    ab_results(cmp, cls, labels, chosen if zip_up is None else None)
+
+
+def ab_photos(syn, zip_up, chosen: list[str]):
+    """The A/B comparison's photos and labels: the labelled zip's when one is uploaded, else the
+    session's chosen photos (labels from their file names); None when the zip cannot be used."""
+    ss = st.session_state
+    if zip_up is None:
+        return [ss.images[k]["image"] for k in chosen], [label_from_filename(k, syn.names) for k in chosen]
+    try:
+        images, labels, problems = memo(("zip", hashlib.sha1(zip_up.getvalue()).hexdigest(), tuple(syn.names)),
+                                        lambda: read_labelled_zip(zip_up.getvalue(), syn.names))
+    except DataError as e:
+        st.error(f"The zip cannot be used: {md(e)}")
+        return None
+    if problems:
+        with st.expander(f"{len(problems)} files of the zip skipped"):
+            st.text("\n".join(problems))
+    return images, labels
+
+
+def ab_results(cmp, cls: str, labels: list, photo_names: list[str] | None) -> None:
+    """A against B: accuracy when photos are labelled, and what B moved per photo and class."""
     if cmp.labelled:
         m = st.columns(2)
         for col, mode in zip(m, ("full", "fc-only")):
@@ -495,8 +531,8 @@ def ab_view(wb: Workbench, syn) -> None:
         st.caption("No photo has a known class (name photos after their class, or upload a labelled zip) — "
                    "so the comparison shows probability shifts only.")
     names, shift = probability_shift(cmp.probs_a, cmp.names, cmp.probs_b, cmp.names)
-    if len(images) <= 40:
-        photo_names = [f"{cmp.names[y]} #{j}" for j, y in enumerate(labels)] if zip_up is not None else chosen
+    if len(labels) <= 40:
+        photo_names = photo_names or [f"{cmp.names[y]} #{j}" for j, y in enumerate(labels)]
         st.plotly_chart(shift_figure(photo_names, names, shift, title=f"p with B − p with A, for {html.escape(cls)}"),
                         key="ab_shift", config={"displayModeBar": False})
 
@@ -634,8 +670,8 @@ def main() -> None:
                 ss.edit_number = ss.get("edit_number", 0) + 1
             ss.before, ss.current = ss.get("current"), syn
         reused = " Only names changed: both networks were reused." if syn.ms == 0 and syn.encoded == 0 else ""
-        match = " plus a sentence match" if wb.sentence_match is not None else ""
-        st.success(f"Synthesized a {len(syn.names)}-way classifier (full adaptation of every backbone layer{match}, "
+        match = " and a sentence match" if wb.sentence_match is not None else ""
+        st.success(f"Synthesized a {len(syn.names)}-way classifier (ΔΘ over every backbone layer{match}, "
                    f"and fc-only) in {syn.ms:.0f} ms; {syn.encoded} description(s) re-encoded.{reused}")
         if syn.truncated:
             st.warning("Truncated to the token limit: " + ", ".join(md(t) for t in syn.truncated))

@@ -277,11 +277,7 @@ def _efficientnet_lite(variant: int, pretrained: bool = True, weights=None, keep
         sd = _load_state_file(path)
         if any(k.startswith("_blocks.") for k in sd):
             sd = lukemelas_to_timm_lite(sd, model)
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            raise BackboneError(f"{path} does not fit {name}: {e}") from e
-        source = str(path)
+        source = _load_weights(model, sd, path, name)
     else:
         log.warning("%s: RANDOM weights (pretrained=False)", name)
     head = model.classifier if keep_imagenet_head else None
@@ -292,6 +288,16 @@ def _efficientnet_lite(variant: int, pretrained: bool = True, weights=None, keep
         preprocess=Preprocess(input_size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
                               crop_pct=crop, interpolation="bicubic"),
         pretrained=source != "random initialisation", weights_source=source, imagenet_head=head)
+
+
+def _load_weights(model: nn.Module, sd: dict, path, name: str) -> str:
+    """Load ``sd`` into ``model`` strictly (a clear error when the file is another network's);
+    returns the weights' source for the record."""
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise BackboneError(f"{path} does not fit {name}: {e}") from e
+    return str(path)
 
 
 for _v in _LITE:
@@ -306,12 +312,7 @@ def _resnet18(pretrained: bool = True, weights=None, keep_imagenet_head: bool = 
     model = resnet18(weights=None)
     source = "random initialisation"
     if weights is not None:
-        sd = _load_state_file(Path(weights))
-        try:
-            model.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            raise BackboneError(f"{weights} does not fit resnet18: {e}") from e
-        source = str(weights)
+        source = _load_weights(model, _load_state_file(Path(weights)), weights, "resnet18")
     else:
         log.warning("resnet18: no weights file given (weights=PATH), so its weights are RANDOM. "
                     "No ResNet-18 ImageNet weights ship offline; results will be far below the paper's.")

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from .data import read_json
+
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_info", "fc_only_sibling",
            "latest_checkpoint", "package_checkpoint", "carried_info", "FORMAT"]
 
@@ -150,12 +152,7 @@ def read_checkpoint_info(directory: str | Path) -> dict:
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {directory}")
     p = directory / INFO_FILE
-    if not p.is_file():
-        raise CheckpointError(f"{directory} is not an N3 checkpoint: {INFO_FILE} is missing")
-    try:
-        info = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{p} is damaged (not valid JSON: {e})") from e
+    info = read_json(p, f"{directory} is not an N3 checkpoint: {INFO_FILE}", CheckpointError)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an N3 checkpoint (format {info.get('format') if isinstance(info, dict) else None!r})")
     if info.get("version", 0) > VERSION:

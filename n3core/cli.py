@@ -194,14 +194,11 @@ def _package(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m n3core", description="N3: classifiers from class descriptions")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="episodic meta-training on a split's train classes")
     t.add_argument("--split", default=None, help="ss0, ss1, ss2, ps, a split .json, or preset:NAME (default ss0)")
     t.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="a data set preset (same as --split preset:NAME); see README 'Full data sets'")
+                   help="a data set preset (same as --split preset:NAME); see README 'Data'")
     t.add_argument("--out", required=True, help="run folder for checkpoints and the log")
     t.add_argument("--mode", choices=list(MODES), default=None)
     t.add_argument("--max-steps", type=int, default=None)
@@ -225,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=_train)
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="the paper's protocol on unseen classes")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--split", default=None, help="ss0, ss1, ss2, ps, a split .json, or preset:NAME")
@@ -250,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(fn=_evaluate)
 
+
+def _add_train_match(sub) -> None:
     m = sub.add_parser("train-match", help="train a sentence match on a checkpoint's frozen backbone "
                                            "(writes a copy of the checkpoint with it)")
     m.add_argument("--checkpoint", required=True, help="the N3 checkpoint whose classifiers the match joins")
@@ -260,15 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--steps", type=int, default=None, help="episodes (default 1500)")
     m.add_argument("--k", type=int, default=None, help="classes per episode (default 25)")
     m.add_argument("--kappa", type=float, default=1.0,
-                   help="its weight in the logits (1: chosen on the dev split, experiments/sentence_match_dev.sh)")
+                   help="its weight in the logits (1: chosen on a dev split, see experiments/README.md)")
     m.add_argument("--seed", type=int, default=None, help="the first match's seed; the others take the next ones")
     m.add_argument("--members", type=int, default=3,
-                   help="matches trained with successive seeds and averaged (3: chosen on the dev split, "
-                        "experiments/match_ensemble.py)")
+                   help="matches trained with successive seeds and averaged (3: chosen on a dev split, "
+                        "see experiments/README.md)")
     m.add_argument("--threads", type=int, default=None)
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(fn=_train_match)
 
+
+def _add_join_matches(sub) -> None:
     j = sub.add_parser("join-matches", help="a checkpoint with the mean of sentence matches already trained "
                                             "(same split and settings, other seeds)")
     j.add_argument("--checkpoint", required=True, help="the N3 checkpoint whose classifiers the matches join")
@@ -276,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--out", required=True, help="the new checkpoint folder")
     j.set_defaults(fn=_join_matches)
 
+
+def _add_recipe(sub) -> None:
     r = sub.add_parser("recipe", help="every stage of a shipped model, resumable: fc-only, full, sentence matches, "
                                       "join, packaging, evaluation reports")
     r.add_argument("--split", default="ss0", help="ss0, ss1, ss2, ps or a split .json (default ss0)")
@@ -286,11 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=_recipe)
 
+
+def _add_synthesize(sub) -> None:
     s = sub.add_parser("synthesize", help="descriptions → a standalone classifier file")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--descriptions", required=True, help="JSON {class: description}")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=_synthesize)
+
+
+def _add_package(sub) -> None:
     k = sub.add_parser("package", help="a training checkpoint → a shippable one (weights only, fp16)")
     k.add_argument("--checkpoint", required=True)
     k.add_argument("--out", required=True)
@@ -299,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--kappa", type=float, default=None, help="set the sentence match's weight (chosen on a dev split)")
     k.set_defaults(fn=_package)
 
+
+def _add_explain(sub) -> None:
     x = sub.add_parser("explain", help="token evidence, saliency (full vs fc-only), adaptation norms")
     x.add_argument("--checkpoint", required=True)
     x.add_argument("--descriptions", required=True)
@@ -309,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--device", default="auto")
     x.set_defaults(fn=_explain)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m n3core", description="N3: classifiers from class descriptions")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_evaluate, _add_train_match, _add_join_matches, _add_recipe, _add_synthesize,
+                _add_package, _add_explain):
+        add(sub)
     return p
 
 

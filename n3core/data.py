@@ -200,16 +200,21 @@ def read_image_folder(root: str | Path) -> ImageSet:
 
 
 # ----------------------------------------------------------------------------- descriptions and splits
+def read_json(path: str | Path, what: str, error: type[Exception] = DataError):
+    """The parsed JSON of ``path``, or ``error`` naming ``what`` and the file when it is missing
+    (``"<what> not found: <path>"``), unreadable or not valid JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} is not valid JSON ({what}): {e}") from e
+
+
 def load_descriptions(path: str | Path, classes: Sequence[str] | None = None) -> dict[str, str]:
     """Read ``{class: text}`` or ``{class: [phrases]}``; with ``classes``, check each has one."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"description file not found: {path}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not valid JSON: {e}") from e
-    return parse_descriptions(raw, str(path), classes)
+    return parse_descriptions(read_json(path, "description file"), str(path), classes)
 
 
 def parse_descriptions(raw, source: str, classes: Sequence[str] | None = None) -> dict[str, str]:
@@ -259,12 +264,7 @@ def description_file(root: str | Path, name: str = "allaboutbirds") -> Path:
 def load_split(root: str | Path, name: str) -> dict[str, list[str]]:
     """A split file ``splits/<name>.json`` (or a path) with disjoint train/val/test class lists."""
     p = Path(name) if name.endswith(".json") else Path(root) / "splits" / f"{name}.json"
-    if not p.exists():
-        raise DataError(f"split file not found: {p}")
-    try:
-        split = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p} is not valid JSON: {e}") from e
+    split = read_json(p, "split file")
     for part in ("train", "val", "test"):
         if not isinstance(split.get(part), list):
             raise DataError(f"{p}: missing list {part!r}")

@@ -42,8 +42,8 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = ["PROTOCOLS", "FeatureMemo", "split_inputs", "per_class_accuracy", "class_orders", "over_orders", "batched_features",
-           "adaptation_accuracy", "evaluate_protocol", "nearest_tasks", "nearest_by_embedding", "format_summary",
-           "write_report"]
+           "adaptation_accuracy", "evaluate_protocol", "nearest_tasks", "nearest_by_embedding", "control_sets", "control_arms",
+           "format_summary", "write_report"]
 
 PROTOCOLS = ("paper", "hard5")
 HARD_K = 5
@@ -196,8 +196,9 @@ def _accuracy(clf, feats: torch.Tensor, labels: torch.Tensor, k: int, chunk: int
     return per_class_accuracy(logits, labels, k)
 
 
-def _control_sets(control: dict[str, str] | None, k: int, draws: int, seed: int) -> list[dict[str, str]]:
-    """``draws`` seeded samples of ``k`` (at most all) of the control descriptions."""
+def control_sets(control: dict[str, str] | None, k: int, draws: int, seed: int) -> list[dict[str, str]]:
+    """The language control's draws: ``draws`` seeded samples of ``k`` (at most all) of the
+    control descriptions (other classes'). ``evaluate`` and the app's control both draw here."""
     if not control:
         return []
     rng = random.Random(f"control-{seed}")
@@ -295,8 +296,8 @@ def _paper(synth, descriptions, cache, features, *, full, permutations, seed, co
     if full:
         report["no_adaptation"] = statistics.median(plain)
         labels = torch.tensor([classes.index(r.label) for r in cache.records])
-        swapped = {s: [] for s in _swaps(synth)}
-        for other in tqdm(_control_sets(control, len(classes), draws, seed), desc="language control",
+        swapped = {s: [] for s in control_arms(synth)}
+        for other in tqdm(control_sets(control, len(classes), draws, seed), desc="language control",
                           disable=not progress):
             for swap, accs in swapped.items():
                 clf = synth.synthesize(descriptions, delta_from=other, swap=swap, kappa=kappa)
@@ -305,8 +306,9 @@ def _paper(synth, descriptions, cache, features, *, full, permutations, seed, co
     return report
 
 
-def _swaps(synth) -> tuple[str, ...]:
-    """The control's arms: both parts swapped, and, with a sentence match, each part alone."""
+def control_arms(synth) -> tuple[str, ...]:
+    """The control's arms, each a ``swap`` of :meth:`Synthesizer.synthesize`: both parts written
+    from the other texts, and, with a sentence match, ΔΘ alone and the match alone."""
     return ("both", "delta", "match") if synth.match is not None else ("both",)
 
 
@@ -332,8 +334,8 @@ def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, co
     rows_of: dict[str, list[int]] = {}
     for i, r in enumerate(cache.records):
         rows_of.setdefault(r.label, []).append(i)
-    others = _control_sets(control, HARD_K, draws, seed)
-    swaps = _swaps(synth)
+    others = control_sets(control, HARD_K, draws, seed)
+    swaps = control_arms(synth)
     per_class, plain, swapped = {}, {}, {(s, c): [] for s in swaps for c in tasks}
     for c, task in tqdm(tasks.items(), desc=f"hard{HARD_K} tasks", disable=not progress):
         rows = rows_of[c]           # c's score reads only c's photos: the others' would be classified for nothing

@@ -3,7 +3,7 @@
 * :func:`probability_bars_html` — top classes of one photo, full vs fc-only, as light HTML bars with a tick where each bar was
   before the last edit (the app draws one per photo: no chart library per photo).
 * :func:`shift_figure` — what an edit did to every photo: Δp per photo and class, both modes.
-* :func:`control_figure` — the language control: own ΔΘ vs other texts' ΔΘ vs none, per photo.
+* :func:`control_figure` — the language control: own words vs each part from other texts vs none, per photo.
 * :func:`saliency_figure` — full, fc-only and their difference over the photo, one colour bar.
 * :func:`sentence_attention_figure` — where each sentence of a description looked in a photo.
 * :func:`ab_accuracy_figure` — per-class accuracy under description A vs B.
@@ -29,7 +29,8 @@ __all__ = ["probability_bars_html", "shift_figure", "control_figure", "saliency_
 
 FULL_COLOUR = "#1f77b4"
 FC_COLOUR = "#ff7f0e"
-MODE_COLOURS = {"full": FULL_COLOUR, "fc-only": FC_COLOUR}
+DELTA_COLOUR = "#9467bd"
+MODE_COLOURS = {"full": FULL_COLOUR, "ΔΘ only": DELTA_COLOUR, "fc-only": FC_COLOUR}
 # one diverging scale, transparent at 0, for saliency over a photo: a map in [0, 1] uses its
 # red half, a difference in [-1, 1] both halves
 _OVERLAY_SCALE = [[0.0, "rgba(33,102,172,0.9)"], [0.25, "rgba(103,169,207,0.6)"], [0.5, "rgba(247,247,247,0)"],
@@ -96,27 +97,35 @@ def shift_figure(photos: Sequence[str], names: Sequence[str], shift: dict, title
     return fig
 
 
+CONTROL_MARKERS = {"both": ("ΔΘ and match from other texts", "x", "#d62728"),
+                   "delta": ("ΔΘ alone from other texts", "triangle-up", DELTA_COLOUR),
+                   "match": ("match alone from other texts", "square-open", "#2ca02c")}
+
+
 def control_figure(photos: Sequence[str], control, labels: Sequence[int | None] | None = None):
-    """Per photo, the full classifier's probability of the class it predicts with its own ΔΘ:
-    with that ΔΘ, with ΔΘ written from other classes' descriptions (one marker per draw) and
-    with no ΔΘ. ``control`` is a :class:`n3core.workbench.LanguageControl`."""
+    """Per photo, the full classifier's probability of the class it predicts with its own
+    words: with them, with each arm of the control written from other classes' descriptions
+    (one marker per draw) and with no adaptation at all. ``control`` is a
+    :class:`n3core.workbench.LanguageControl`."""
     import plotly.graph_objects as go
 
     pred = control.own.argmax(-1)
     idx = torch.arange(len(pred))
     x = [html.escape(f"{p} → {control.names[int(c)]}") for p, c in zip(photos, pred)]
     fig = go.Figure()
-    for r in range(len(control.swapped)):
-        fig.add_scatter(x=x, y=control.swapped[r][idx, pred].tolist(), mode="markers", name="ΔΘ from other texts",
-                        legendgroup="sw", showlegend=r == 0, marker=dict(symbol="x", size=9, color="#d62728"))
-    fig.add_scatter(x=x, y=control.no_adaptation[idx, pred].tolist(), mode="markers", name="no ΔΘ (Θ)",
+    for arm, swapped in control.arms().items():
+        name, symbol, colour = CONTROL_MARKERS[arm]
+        for r in range(len(swapped)):
+            fig.add_scatter(x=x, y=swapped[r][idx, pred].tolist(), mode="markers", name=name,
+                            legendgroup=arm, showlegend=r == 0, marker=dict(symbol=symbol, size=9, color=colour))
+    fig.add_scatter(x=x, y=control.no_adaptation[idx, pred].tolist(), mode="markers", name="none (Θ, no match)",
                     marker=dict(symbol="circle-open", size=11, color="#7f7f7f"))
-    fig.add_scatter(x=x, y=control.own[idx, pred].tolist(), mode="markers", name="ΔΘ from these descriptions",
+    fig.add_scatter(x=x, y=control.own[idx, pred].tolist(), mode="markers", name="from these descriptions",
                     marker=dict(symbol="diamond", size=11, color=FULL_COLOUR))
-    fig.update_layout(title="Did these words shape the network? Full classifier, same classification layer",
+    fig.update_layout(title="What carries the words? Full classifier, same classification layer",
                       yaxis=dict(range=[0, 1.02], tickformat=".0%", title="p(predicted class)"),
-                      xaxis=dict(tickangle=30), height=420, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", y=1.08))
+                      xaxis=dict(tickangle=30), height=440, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=1.1))
     return fig
 
 

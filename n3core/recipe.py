@@ -42,6 +42,8 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from .data import read_json
+
 __all__ = ["Recipe", "RecipeError", "load_recipe", "recipe_stages", "run_recipe", "split_label"]
 
 
@@ -102,10 +104,7 @@ class Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     p = Path(path)
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise RecipeError(f"cannot read recipe {p}: {e}") from e
+    d = read_json(p, "recipe", RecipeError)
     if not isinstance(d, dict):
         raise RecipeError(f"{p}: a recipe is a JSON object")
     return Recipe.from_dict(d, str(p))
@@ -130,13 +129,9 @@ def recipe_stages(recipe: Recipe, split: str, out: Path, *, data: str | None = N
     common = {"split": split, "data": data, "threads": threads}
 
     def train_stage(part: dict, folder: Path, init_from: Path | None) -> Callable[[], None]:
-        def go():
-            t = {**part.get("train", {}), **common}
-            if init_from is not None:
-                t["init_from"] = str(init_from)
-            train(N3Config.from_dict(part.get("model", {})), TrainConfig.from_dict(t), folder,
-                  resume=folder.exists(), progress=progress, backbone=backbone, text_encoder=text_encoder)
-        return go
+        t = {**part.get("train", {}), **common, **({"init_from": str(init_from)} if init_from else {})}
+        return lambda: train(N3Config.from_dict(part.get("model", {})), TrainConfig.from_dict(t), folder,
+                             resume=folder.exists(), progress=progress, backbone=backbone, text_encoder=text_encoder)
 
     m = recipe.match
     seeds = [int(m.get("seed", 0)) + i for i in range(int(m.get("members", 3)))]

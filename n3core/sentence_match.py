@@ -430,14 +430,7 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
     split = resolve_split(root, cfg.split, images)
     classes = list(split["train"])
     t0 = time.time()
-    texts = _class_texts(root, cfg, classes)
-    flat = [t for c in classes for t in texts[c]]
-    vec, mask, _ = sentence_bank(te, flat, match_cfg.max_sentences)
-    bank, i = {}, 0
-    for c in classes:
-        n = len(texts[c])
-        bank[c] = (vec[i:i + n], mask[i:i + n])
-        i += n
+    bank = _class_bank(te, _class_texts(root, cfg, classes), classes, match_cfg.max_sentences)
     records = images.subset(classes).records
     maps = feature_maps(backbone, records, spec, cfg.views, seed=0, progress=progress)
     match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=maps.shape[2])   # what the models give
@@ -458,6 +451,19 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
               "source_checkpoint": str(checkpoint)}
     _save_with_match(weights, info, out, MatchEnsemble(trained), record)
     return record
+
+
+def _class_bank(te, texts: dict[str, list[str]], classes: list[str], max_sentences: int) -> dict:
+    """Each class's texts as sentence embeddings: class → (``[T, S, D]``, mask ``[T, S]``),
+    one width ``S`` for all (one batch of sentences through the encoder)."""
+    flat = [t for c in classes for t in texts[c]]
+    vec, mask, _ = sentence_bank(te, flat, max_sentences)
+    bank, i = {}, 0
+    for c in classes:
+        n = len(texts[c])
+        bank[c] = (vec[i:i + n], mask[i:i + n])
+        i += n
+    return bank
 
 
 def _save_with_match(weights: dict, info: dict, out, ensemble: MatchEnsemble, record: dict) -> None:

@@ -189,6 +189,19 @@ class SynthesizedClassifier(nn.Module):
         out = [self(x[s:s + batch_size].to(self.device)).softmax(-1).cpu() for s in range(0, len(x), batch_size)]
         return torch.cat(out)
 
+    @torch.no_grad()
+    def predict_layer_and_match(self, images, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities ``[B, K]`` twice from one backbone pass: the whole classifier
+        (:meth:`predict`) and its classification layer alone on the same adapted features (for
+        a full model: ΔΘ without the sentence match). Without a match both are the same."""
+        x = self.prepare(images)
+        whole, layer = [], []
+        for s in range(0, len(x), batch_size):
+            f = self.features(x[s:s + batch_size].to(self.device))
+            whole.append(self.head(f).softmax(-1).cpu())
+            layer.append(self.head(f.mean((2, 3)) if f.dim() == 4 else f).softmax(-1).cpu())
+        return torch.cat(whole), torch.cat(layer)
+
     def export(self, path: str | Path) -> Path:
         """Write a ``torch.export`` program (``.pt2``) that ``torch.export.load(path).module()``
         runs with torch alone: normalised images ``[B, 3, S, S]`` (any batch size) → logits

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from .backbones import create_backbone
 from .checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
-from .data import DataError, EpisodeSampler, description_file, load_descriptions, resolve_data_root
+from .data import DataError, EpisodeSampler, description_file, load_descriptions, read_json, resolve_data_root
 from .datasets import read_images, resolve_split
 from .imagecache import ImageCache, cache_path, load_array, save_array
 from .evaluate import adaptation_accuracy
@@ -102,10 +102,7 @@ class TrainConfig:
 def load_config_file(path: str | Path) -> tuple[dict, dict]:
     """A JSON file ``{"model": {...N3Config}, "train": {...TrainConfig}}`` (both optional)."""
     p = Path(path)
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read config file {p}: {e}") from e
+    d = read_json(p, "config file", ValueError)
     extra = set(d) - {"model", "train"}
     if extra:
         raise ValueError(f"{p}: unknown sections {sorted(extra)}; expected 'model' and 'train'")
@@ -284,12 +281,7 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     model_cfg.text_dim = text_encoder.dim
     model = N3Model(model_cfg, backbone).to(device)
     if cfg.init_from and resumed is None:
-        w, _, _ = load_checkpoint(cfg.init_from)
-        own = model.meta.state_dict()
-        # μ starts at this run's mu_init (the γ/μ₀ ablation), not at the source's value
-        matched = {k: v for k, v in w.items() if k in own and own[k].shape == v.shape and k != "mu"}
-        model.meta.load_state_dict(matched, strict=False)
-        say(f"initialised {len(matched)}/{len(own)} tensors from {cfg.init_from}")
+        _init_from(model, cfg.init_from, say)
 
     bank = TextBank(text_encoder, _training_texts(root, cfg, split), split["train"] + split["val"], cfg.main_text_prob)
     if own_encoder:
@@ -303,12 +295,7 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     if model_cfg.mode == "fc-only":
         train_feats, val_feats = _featurise(model, train_cache, val_cache, cfg, device, progress)
 
-    meta = model.meta
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        meta = DDP(_DictOutput(model.meta), device_ids=[device.index] if device.type == "cuda" else None,
-                   static_graph=True)   # the same parameters take part in every step
+    meta = _distributed(model, device) if world > 1 else model.meta
     optim = build_optimizer(model, cfg)
     if resumed is not None:
         model.meta.load_state_dict(resumed[0])
@@ -325,6 +312,24 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
                val_cache, EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed),
                slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world), train_feats, val_feats,
                start_step, state, meta_info, t_start, pbar)
+
+
+def _init_from(model: N3Model, checkpoint: str, say) -> None:
+    """Start from the tensors of ``checkpoint`` that fit (the full stage from the fc-only one)."""
+    w, _, _ = load_checkpoint(checkpoint)
+    own = model.meta.state_dict()
+    # μ starts at this run's mu_init (the γ/μ₀ ablation), not at the source's value
+    matched = {k: v for k, v in w.items() if k in own and own[k].shape == v.shape and k != "mu"}
+    model.meta.load_state_dict(matched, strict=False)
+    say(f"initialised {len(matched)}/{len(own)} tensors from {checkpoint}")
+
+
+def _distributed(model: N3Model, device: torch.device):
+    """The meta-model wrapped for DistributedDataParallel."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(_DictOutput(model.meta), device_ids=[device.index] if device.type == "cuda" else None,
+               static_graph=True)   # the same parameters take part in every step
 
 
 def _resume_state(model_cfg, cfg, out: Path, resume: bool, rank: int, world: int, say):

@@ -3,11 +3,11 @@ adaptation and fc-only), the class set a person edits, and every action the app 
 
     wb = Workbench.load()                                # shipped checkpoints, GPU if present
     syn = wb.synthesize({"Blue Jay": "...", ...})         # both classifiers, cached by content
-    probs = wb.classify(syn, [pil_image])                 # {"full": [B, K], "fc-only": [B, K]}
+    probs = wb.classify(syn, [pil_image])                 # {"full", "ΔΘ only", "fc-only"}: [B, K] each
     report = wb.evaluate_batch(syn, images, labels)       # per-class accuracy + confusion
     wb.saliency(syn, image, target); wb.evidence(syn, image); wb.adaptation_norms(syn)   # explain
     wb.adaptation_norms(after, before=syn)               # what an edit moved, per layer
-    wb.language_control(syn, images, control_descriptions(syn.names))   # own ΔΘ vs other texts'
+    wb.language_control(syn, images, control_descriptions(syn.names))   # own words vs other texts'
     wb.compare_descriptions(desc, "Blue Jay", text_b, images, labels)  # A/B of one description
 
 A :class:`Workbench` is shared by every user of one app process: it holds no per-user state,
@@ -45,20 +45,21 @@ from PIL import Image
 from .data import (DataError, ImageError, description_file, display_name, load_descriptions, load_image,
                    load_split, parse_descriptions)
 from .checkpoint import fc_only_sibling
-from .evaluate import per_class_accuracy
+from .evaluate import control_arms, control_sets, per_class_accuracy
 from .meta import MODES, SynthesisError
 from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions, class_key
 
 __all__ = ["Workbench", "Synthesis", "BatchReport", "LanguageControl", "DescriptionComparison",
            "read_upload", "read_descriptions_json", "read_labelled_zip", "split_classes", "sample_photos",
            "demo_descriptions", "demo_photos", "control_descriptions", "description_for", "label_from_filename",
-           "image_digest", "probability_shift", "aligned_probabilities", "correct", "describe_edit", "DEFAULT_CHECKPOINT", "DEMO_DIR", "CONTROL_FILE"]
+           "image_digest", "probability_shift", "aligned_probabilities", "correct", "describe_edit", "DELTA_ONLY", "DEFAULT_CHECKPOINT", "DEMO_DIR", "CONTROL_FILE"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "n3-effl0-minilm-ss0"
 DEMO_DIR = ROOT / "assets" / "demo"
 CONTROL_FILE = ROOT / "assets" / "control_descriptions.json"
 IMAGE_TYPES = ("jpg", "jpeg", "png", "webp")
+DELTA_ONLY = "ΔΘ only"                 # the full classifier without its sentence match
 MAX_UPLOAD_BYTES = 50 * 2**20          # one image file
 MAX_ZIP_FILES = 5000
 MAX_ZIP_BYTES = 1 * 2**30              # uncompressed total
@@ -107,16 +108,19 @@ class BatchReport:
 
 @dataclass
 class LanguageControl:
-    """The full classifier on some photos with ΔΘ written three ways (the app's view of
-    ``evaluate``'s ``language_gain``). The classification layer is always the one written from
-    the class set's own descriptions; only the adapted network differs:
+    """The full classifier on some photos with its language-written parts (ΔΘ and the sentence
+    match) written from other texts: the app's view of ``evaluate``'s ``language_gain``, with
+    the same draws (:func:`~n3core.evaluate.control_sets`) and arms. The classification layer
+    is always the one written from the class set's own descriptions:
 
-    ``own`` ``[B, K]``: ΔΘ from the class set's own descriptions (the synthesized classifier);
-    ``no_adaptation`` ``[B, K]``: Θ itself (no ΔΘ);
-    ``swapped`` ``[R, B, K]``: ΔΘ from R draws of other classes' descriptions (``drawn[r]``
-    names them), the same number of classes as the set where the pool allows.
-    If the task's words shaped the network, ``own`` beats ``swapped``; if any bird text does
-    as well, ``own`` ≈ ``swapped``."""
+    ``own`` ``[B, K]``: both parts from the class set's own descriptions (the synthesized classifier);
+    ``no_adaptation`` ``[B, K]``: Θ itself, no ΔΘ and no match (the classification layer alone);
+    ``swapped`` ``[R, B, K]``: both parts from R draws of other classes' descriptions
+    (``drawn[r]`` names them), the same number of classes as the set where the pool allows;
+    ``swapped_delta`` / ``swapped_match`` ``[R, B, K]``: the same draws writing ΔΘ alone / the
+    match alone, the other part from the own descriptions (None without a sentence match).
+    If the task's words shaped a part, ``own`` beats its swap; if any bird text does as well,
+    ``own`` ≈ the swap."""
 
     names: list[str]
     own: torch.Tensor
@@ -124,19 +128,30 @@ class LanguageControl:
     swapped: torch.Tensor
     drawn: list[list[str]]
     source: str
+    swapped_delta: torch.Tensor | None = None
+    swapped_match: torch.Tensor | None = None
+
+    def arms(self) -> dict[str, torch.Tensor]:
+        """``{"both": swapped, "delta": swapped_delta, "match": swapped_match}``, the arms there are."""
+        out = {"both": self.swapped, "delta": self.swapped_delta, "match": self.swapped_match}
+        return {k: v for k, v in out.items() if v is not None}
 
     def summary(self, labels: Sequence[int | None] | None = None) -> dict:
-        """``changed``: photos whose prediction with its own ΔΘ differs from the one under
-        some swapped ΔΘ; ``shift``: mean |p_own − p_swapped| of the own prediction (over photos
-        and draws). With ``labels`` (None for an unlabelled photo): top-1 accuracy of each
-        way over the labelled photos, swapped as the median of the draws."""
+        """``changed``: photos whose own prediction some draw of the both-parts swap changes;
+        ``shift``: mean |p_own − p_swapped| of the own prediction (over photos and draws);
+        ``changed_delta``/``shift_delta``, ``changed_match``/``shift_match``: the same for the
+        one-part arms. With ``labels`` (None for an unlabelled photo): top-1 accuracy of each
+        way over the labelled photos (``own_accuracy``, ``swapped_accuracy``,
+        ``swapped_delta_accuracy``, ``swapped_match_accuracy``, ``no_adaptation_accuracy``),
+        an arm's as the median of its draws."""
         pred = self.own.argmax(-1)
         idx = torch.arange(len(pred))
         p_own = self.own[idx, pred]
-        p_sw = self.swapped[:, idx, pred]
-        out = {"photos": len(pred), "draws": len(self.swapped),
-               "changed": int((self.swapped.argmax(-1) != pred).any(0).sum()),
-               "shift": float((p_own - p_sw).abs().mean()) if len(pred) else 0.0}
+        out = {"photos": len(pred), "draws": len(self.swapped)}
+        for arm, sw in self.arms().items():
+            tag = "" if arm == "both" else f"_{arm}"
+            out["changed" + tag] = int((sw.argmax(-1) != pred).any(0).sum())
+            out["shift" + tag] = float((p_own - sw[:, idx, pred]).abs().mean()) if len(pred) else 0.0
         known = [(i, y) for i, y in enumerate(labels or []) if y is not None]
         if known:
             rows = torch.tensor([i for i, _ in known])
@@ -146,8 +161,10 @@ class LanguageControl:
                 return float((p[rows].argmax(-1) == y).float().mean())
 
             out.update(labelled=len(known), own_accuracy=acc(self.own),
-                       no_adaptation_accuracy=acc(self.no_adaptation),
-                       swapped_accuracy=float(torch.tensor([acc(s) for s in self.swapped]).median()))
+                       no_adaptation_accuracy=acc(self.no_adaptation))
+            for arm, sw in self.arms().items():
+                key = "swapped_accuracy" if arm == "both" else f"swapped_{arm}_accuracy"
+                out[key] = float(torch.tensor([acc(s) for s in sw]).median())
         return out
 
 
@@ -403,18 +420,27 @@ class Workbench:
                         self._plain.put(digests[i], f)
         return torch.stack([found[d] for d in digests])
 
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """What :meth:`classify` returns: ``"full"``, with a sentence match also ``"ΔΘ only"``
+        (the full classifier without its match: N3's adapted network and classification layer
+        alone), and ``"fc-only"``."""
+        return ("full", DELTA_ONLY, "fc-only") if self.full.match is not None else ("full", "fc-only")
+
     @torch.no_grad()
     def classify(self, syn: Synthesis, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        """Probabilities ``[B, K]`` of both classifiers for PIL images. Photos already seen with
-        this synthesis come from the cache; the fc-only classifier reuses plain-backbone
-        features, so after an edit only the full classifier runs its backbone."""
+        """Probabilities ``[B, K]`` per mode of :attr:`modes` for PIL images. "ΔΘ only" comes
+        from the full classifier's own backbone pass. Photos already seen with this synthesis
+        come from the cache; the fc-only classifier reuses plain-backbone features, so after an
+        edit only the full classifier runs its backbone."""
         return self._classify(syn, images, [image_digest(im) for im in images])
 
     def _classify(self, syn: Synthesis, images: Sequence[Image.Image], digests: list[str]) -> dict[str, torch.Tensor]:
         """:meth:`classify` for photos whose digests the caller already has."""
         K = len(syn.names)
+        modes = self.modes
         if not images:
-            return {"full": torch.zeros(0, K), "fc-only": torch.zeros(0, K)}
+            return {m: torch.zeros(0, K) for m in modes}
 
         def compute() -> dict[str, torch.Tensor]:
             found = {d: self._probs.peek((syn.network_key, d)) for d in digests}
@@ -423,12 +449,12 @@ class Workbench:
                 ims = [images[digests.index(d)] for d in todo]
                 x = self._prepare(ims, todo)
                 with self._compute:
-                    full = syn.full.predict(x)
+                    full, layer = syn.full.predict_layer_and_match(x)
                 fc = syn.fc_only.head(self._plain_features(ims, todo).to(syn.fc_only.device)).softmax(-1).cpu()
                 for j, d in enumerate(todo):
-                    found[d] = {"full": full[j], "fc-only": fc[j]}
+                    found[d] = {"full": full[j], DELTA_ONLY: layer[j], "fc-only": fc[j]}
                     self._probs.put((syn.network_key, d), found[d])
-            return {m: torch.stack([found[d][m] for d in digests]) for m in ("full", "fc-only")}
+            return {m: torch.stack([found[d][m] for d in digests]) for m in modes}
 
         return self._batches.get((syn.network_key, tuple(digests)), compute)
 
@@ -465,11 +491,10 @@ class Workbench:
     @torch.no_grad()
     def language_control(self, syn: Synthesis, images: Sequence[Image.Image], pool: dict[str, str], *,
                          draws: int = 3, seed: int = 0, source: str = "") -> LanguageControl:
-        """The full classifier on ``images`` with ΔΘ from the class set's own descriptions, from
-        none, and from ``draws`` random draws (fixed seeds) of other descriptions out of
-        ``pool`` (``{class: description}``; classes of the set itself are left out)."""
-        import random
-
+        """The full classifier on ``images`` with its language-written parts from the class set's
+        own descriptions, from none, and from ``draws`` seeded draws of other descriptions out
+        of ``pool`` (``{class: description}``; classes of the set itself are left out), each
+        draw in every arm of :func:`~n3core.evaluate.control_arms`."""
         own_keys = {class_key(n) for n in syn.names}
         others = {n: t for n, t in pool.items() if class_key(n) not in own_keys}
         if len(others) < 2:
@@ -480,17 +505,18 @@ class Workbench:
         digests = [image_digest(im) for im in images]
         own = self._classify(syn, images, digests)["full"]
         x = self._prepare(images, digests)
-        k = min(len(syn.names), len(others))
-        drawn, swapped = [], []
+        arms = {arm: [] for arm in control_arms(self.full)}
+        drawn = []
         with self._compute:                    # one model call at a time, so other sessions interleave
             none = self.full.synthesize(syn.descriptions, mode="fc-only", share_backbone=True).predict(x)
-        for r in range(draws):
-            names = random.Random(seed + r).sample(sorted(others), k)
-            with self._compute:
-                clf = self.full.synthesize(syn.descriptions, delta_from={n: others[n] for n in names})
-                swapped.append(clf.predict(x))
-            drawn.append(names)
-        return LanguageControl(list(syn.names), own, none, torch.stack(swapped), drawn, source)
+        for other in control_sets(others, len(syn.names), draws, seed):
+            for arm, out in arms.items():
+                with self._compute:
+                    out.append(self.full.synthesize(syn.descriptions, delta_from=other, swap=arm).predict(x))
+            drawn.append(list(other))
+        stacked = {arm: torch.stack(v) for arm, v in arms.items()}
+        return LanguageControl(list(syn.names), own, none, stacked["both"], drawn, source,
+                               stacked.get("delta"), stacked.get("match"))
 
     def compare_descriptions(self, descriptions: dict[str, str], cls: str, text_b: str,
                              images: Sequence[Image.Image], labels: Sequence[int | None] | None = None

@@ -71,7 +71,10 @@ def test_opens_on_the_demo_with_predictions_beside_the_classes():
     assert sum("✓" in b for b in shown) == 10, "each demo photo's class is known from its file name"
     assert len(at.get("image")) == 10
     assert chart(at, "shift") is None, "nothing to compare before the first edit"
-    assert any(m.label.startswith("full: correct") for m in at.metric)
+    assert [m.label.split(":")[0] for m in at.metric] == ["full", "ΔΘ only", "fc-only"]
+    assert all("ΔΘ only" in b and "fc-only" in b and "full" in b for b in shown), "three bars per class"
+    caption = " ".join(c.value for c in at.caption)
+    assert "ΔΘ over every backbone layer + the sentence match" in caption and "ΔΘ only" in caption, caption
     assert "CPU" in at.sidebar.markdown[0].value or "cuda" in at.sidebar.markdown[0].value
 
 
@@ -89,7 +92,7 @@ def test_edit_shows_what_changed_in_the_same_view():
     fig = chart(at, "shift")
     assert fig is not None, "the edit-diff chart appears"
     z = [row for trace in fig["data"] for row in trace["z"]]
-    assert len(fig["data"]) == 2 and len(z) == 20, "one heat map per mode, a row per photo"
+    assert len(fig["data"]) == 3 and len(z) == 30, "one heat map per mode (full, ΔΘ only, fc-only), a row per photo"
     assert max(abs(v) for row in z for v in row) > 1, "the edit moved some probability by more than a point"
     assert f"edited {list(DEMO)[0]}" in fig["layout"]["title"]["text"]
 
@@ -265,9 +268,14 @@ def test_network_view_shows_what_an_edit_moved_and_the_language_control():
     control = chart(at, "control")
     assert control is not None, "the language control's chart"
     names = {t["name"] for t in control["data"]}
-    assert {"ΔΘ from these descriptions", "ΔΘ from other texts", "no ΔΘ (Θ)"} <= names
-    labels = [m.label for m in at.metric]
-    assert any(lab.startswith("correct with own ΔΘ (10 labelled)") for lab in labels), labels
+    assert {"from these descriptions", "ΔΘ and match from other texts", "ΔΘ alone from other texts",
+            "match alone from other texts", "none (Θ, no match)"} <= names, names
+    table = at.table[0].value                                  # the three-way control, one row per way
+    ways = list(table["network parts written from"])
+    assert ways == ["your descriptions (the full classifier)", "ΔΘ and the match from other texts",
+                    "ΔΘ from other texts, the match from yours", "the match from other texts, ΔΘ from yours",
+                    "none (Θ and the classification layer alone)"], ways
+    assert all(v.endswith("%") for v in table["correct (10 labelled)"]), table
     # back on the working view, the edit is still there
     open_view(at, "Describe & classify")
     assert at.text_area(key=f"text_{first}").value.endswith("tops of cattails.")

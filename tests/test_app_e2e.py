@@ -90,6 +90,8 @@ def test_edit_and_see_compare_explain_in_chromium(app_url, tmp_path):
         # the landing view: the classes and the demo photos' predictions side by side, no click
         expect(page.get_by_text("Synthesized a 5-way classifier")).to_be_visible()
         expect(page.get_by_text("full: correct on photos with a known class")).to_be_visible()
+        expect(page.get_by_text("ΔΘ only: correct on photos with a known class")).to_be_visible()
+        expect(page.get_by_text("ΔΘ over every backbone layer + the sentence match").first).to_be_visible()
         expect(page.locator('[title^="before:"]')).to_have_count(0)
         if shots:
             page.screenshot(path=str(shots / "landing.png"), full_page=True)
@@ -115,8 +117,11 @@ def test_edit_and_see_compare_explain_in_chromium(app_url, tmp_path):
         # what the edit moved in the network, and the language control
         page.get_by_role("tab", name="Network & language control").click()
         expect(page.get_by_text("moved the adapted weights")).to_be_visible()
-        expect(page.get_by_text("Did these words shape the network?").first).to_be_visible()
-        expect(page.get_by_text("photos whose prediction an other-text ΔΘ changes")).to_be_visible()
+        expect(page.get_by_text("What carries the words?").first).to_be_visible()
+        expect(page.get_by_text("ΔΘ from other texts, the match from yours")).to_be_visible()
+        expect(page.get_by_text("the match from other texts, ΔΘ from yours")).to_be_visible()
+        if shots:
+            page.screenshot(path=str(shots / "control.png"), full_page=True)
 
         # A/B: a second description of the first class, compared on a labelled zip
         page.get_by_role("tab", name="A/B descriptions").click()

@@ -11,6 +11,7 @@ import torch
 from bad_inputs import bad_images, make_zip
 from n3core.data import DataError, ImageError, load_image
 from n3core.meta import SynthesisError
+from n3core.evaluate import control_sets
 from n3core.workbench import (LanguageControl, Workbench, aligned_probabilities, control_descriptions, correct,
                               demo_descriptions, demo_photos, describe_edit, label_from_filename, probability_shift,
                               read_descriptions_json, read_labelled_zip, read_upload, split_classes)
@@ -142,6 +143,10 @@ def test_classify_reuses_features_and_matches_the_classifiers(wb, photos):
     assert len(wb._plain) == len(photos), "no new plain-backbone pass after an edit"
     torch.testing.assert_close(probs["fc-only"], edited.fc_only.predict(photos), atol=1e-5, rtol=0)
     torch.testing.assert_close(probs["full"], edited.full.predict(photos), atol=1e-5, rtol=0)
+    assert list(probs) == list(wb.modes) == ["full", "ΔΘ only", "fc-only"]
+    no_match = wb.full.synthesize(edited.descriptions, kappa=0)          # ΔΘ without the sentence match
+    torch.testing.assert_close(probs["ΔΘ only"], no_match.predict(photos), atol=1e-5, rtol=0)
+    assert not torch.allclose(probs["ΔΘ only"], probs["full"], atol=1e-3), "the match moves the probabilities"
     assert edited.fc_only.backbone is wb.fc_only.model.backbone_module, "fc-only shares the plain backbone"
     assert edited.full.backbone is not wb.full.model.backbone_module
     some = wb.classify(edited, photos[3:5])
@@ -175,12 +180,22 @@ def test_language_control_in_the_workbench(wb, photos):
     assert lc.own.shape == lc.no_adaptation.shape == (len(photos), 5) and lc.swapped.shape == (3, len(photos), 5)
     torch.testing.assert_close(lc.own, wb.classify(syn, photos)["full"])
     assert all(len(d) == 5 and not set(d) & set(desc) for d in lc.drawn)
+    assert lc.swapped_delta.shape == lc.swapped_match.shape == lc.swapped.shape
+    others = {n: t for n, t in pool.items() if n not in desc}
+    assert lc.drawn == [list(d) for d in control_sets(others, 5, 3, 0)], "evaluate's draws"
+    first = {n: pool[n] for n in lc.drawn[0]}
+    for arm, got in (("both", lc.swapped), ("delta", lc.swapped_delta), ("match", lc.swapped_match)):
+        want = wb.full.synthesize(desc, delta_from=first, swap=arm).predict(photos)
+        torch.testing.assert_close(got[0], want, atol=1e-5, rtol=0, msg=arm)
+    assert not torch.allclose(lc.swapped_delta, lc.swapped_match, atol=1e-3), "two different arms"
     again = wb.language_control(syn, photos, pool, draws=3, seed=0)
     assert again.drawn == lc.drawn, "fixed seeds"
     torch.testing.assert_close(again.swapped, lc.swapped)
     labels = [label_from_filename(p.name, syn.names) for p in demo_photos()]
     s = lc.summary(labels)
     assert s["labelled"] == len(photos) and 0 <= s["swapped_accuracy"] <= 1 and s["shift"] > 0
+    assert 0 <= s["swapped_delta_accuracy"] <= 1 and 0 <= s["swapped_match_accuracy"] <= 1
+    assert s["shift_delta"] >= 0 and s["shift_match"] > 0 and "changed_match" in s
     with_own = {**pool, **{n: desc[n] for n in list(desc)[:2]}}
     assert wb.language_control(syn, photos, with_own, draws=1).drawn[0] == lc.drawn[0], "own classes are left out"
     with pytest.raises(SynthesisError, match="at least 2 other classes"):
@@ -199,6 +214,10 @@ def test_language_control_summary_is_zero_when_the_text_does_not_matter():
     moved[1, 1] = torch.tensor([0.1, 0.8, 0.1])
     s = LanguageControl(["a", "b", "c"], own, own, moved, [["x", "y"]] * 3, "").summary([0, 1])
     assert s["changed"] == 1 and s["shift"] > 0 and s["swapped_accuracy"] == 0.5
+    arms = LanguageControl(["a", "b", "c"], own, own, own.expand(3, 2, 3).clone(), [["x", "y"]] * 3, "",
+                           swapped_delta=own.expand(3, 2, 3).clone(), swapped_match=moved).summary([0, 1])
+    assert arms["changed"] == arms["changed_delta"] == 0 and arms["changed_match"] == 1
+    assert arms["swapped_delta_accuracy"] == 0.5 and arms["shift_match"] == s["shift"]
 
 
 def test_compare_descriptions_a_b(wb, photos):
