@@ -29,7 +29,8 @@ import torch
 
 from n3core.data import load_image, resolve_data_root
 from n3core.evaluate import write_report
-from n3core.workbench import Workbench, demo_descriptions, demo_photos, split_classes
+from n3core.data import split_classes
+from n3core.workbench import Workbench, demo_descriptions, demo_photos
 
 ROOT = Path(__file__).resolve().parent.parent
 

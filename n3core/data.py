@@ -12,15 +12,22 @@ joined into one text). Splits are JSON ``{"train": [...], "val": [...], "test": 
 
 Where the data lives: an explicit path, else ``$N3_DATA``, else ``../shared/data/cub``
 (relative to the project root or the working directory) when it exists.
+
+What a person hands the app arrives here too: an uploaded photo (:func:`read_upload`), a
+class set as JSON (:func:`read_descriptions_json`), a labelled zip (:func:`read_labelled_zip`),
+each turned into images and texts or refused with an error they can act on.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
+import unicodedata
 import warnings
+import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -28,7 +35,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = [
     "DataError", "ImageError", "ImageRecord", "ImageSet", "EpisodeSampler",
     "DESCRIPTION_SETS", "SPLITS", "read_cub", "read_image_folder", "load_descriptions", "parse_descriptions", "load_split",
-    "resolve_data_root", "load_image", "display_name", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS",
+    "resolve_data_root", "load_image", "display_name", "read_json", "IMAGE_EXTENSIONS", "MAX_IMAGE_PIXELS",
+    "IMAGE_TYPES", "read_upload", "read_descriptions_json", "read_labelled_zip", "name_key", "split_classes",
+    "sample_photos", "description_for", "label_from_filename",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -399,3 +408,143 @@ class EpisodeSampler:
             for b in batches:
                 yield cls, b
             n += 1
+
+
+IMAGE_TYPES = ("jpg", "jpeg", "png", "webp")
+MAX_UPLOAD_BYTES = 50 * 2**20          # one image file
+MAX_ZIP_FILES = 5000
+MAX_ZIP_BYTES = 1 * 2**30              # uncompressed total
+
+
+# ----------------------------------------------------------------------------- uploads (the app's)
+def read_upload(name: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+    """Bytes of one uploaded file → an RGB PIL image, or :class:`ImageError` saying why not."""
+    if data is None or len(data) == 0:
+        raise ImageError(f"{name}: the file is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise ImageError(f"{name}: {len(data) / 2**20:.0f} MB is larger than the {max_bytes / 2**20:.0f} MB limit")
+    return load_image(bytes(data), name=name)
+
+
+def read_descriptions_json(data: bytes | str, *, name: str = "descriptions.json") -> dict[str, str]:
+    """A JSON object ``{class: text}`` (or ``{class: [phrases]}``) → ``{class: text}``."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{name} is not UTF-8 text ({e})") from e
+    try:
+        raw = json.loads(data)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{name} is not valid JSON: {e}") from e
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(f"{name} must be a non-empty JSON object mapping class names to descriptions")
+    return parse_descriptions(raw, name)             # the same checks as description files
+
+
+def name_key(name: str) -> str:
+    """How class names compare when a person typed one of them (zip folders, photo names):
+    case, ``_``/``-``/spaces and a ``NNN.`` prefix ignored."""
+    return " ".join(unicodedata.normalize("NFKC", display_name(name)).replace("-", " ").casefold().split())
+
+
+def read_labelled_zip(data: bytes, classes: Sequence[str], *, max_files: int = MAX_ZIP_FILES,
+                      max_bytes: int = MAX_ZIP_BYTES) -> tuple[list[Image.Image], list[int], list[str]]:
+    """A zip in the image-folder layout (``<class>/<image>``, at any depth below one common
+    top folder) → images, label indices into ``classes``, and a list of problems (files
+    skipped and why). Folder names match classes ignoring case, ``_``/``-``/spaces and a
+    ``NNN.`` prefix. Raises :class:`DataError` when nothing usable is in it."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError) as e:
+        raise DataError(f"not a zip file ({e})") from e
+    index = {name_key(c): i for i, c in enumerate(classes)}
+    infos = [i for i in zf.infolist() if not i.is_dir() and not PurePosixPath(i.filename).name.startswith(".")
+             and "__MACOSX" not in i.filename]
+    if len(infos) > max_files:
+        raise DataError(f"the zip holds {len(infos)} files; the limit is {max_files}")
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+        raise DataError(f"the zip unpacks to {total / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    images, labels, problems = [], [], []
+    unknown: dict[str, int] = {}
+    for info in infos:
+        parts = PurePosixPath(info.filename).parts
+        if len(parts) < 2:
+            problems.append(f"{info.filename}: not inside a class folder")
+            continue
+        folder = parts[-2]
+        if name_key(folder) not in index:
+            unknown[folder] = unknown.get(folder, 0) + 1
+            continue
+        if PurePosixPath(info.filename).suffix.lower().lstrip(".") not in IMAGE_TYPES:
+            problems.append(f"{info.filename}: not a jpg, png or webp file")
+            continue
+        try:
+            with zf.open(info) as f:
+                raw = f.read(MAX_UPLOAD_BYTES + 1)
+            images.append(read_upload(info.filename, raw))
+            labels.append(index[name_key(folder)])
+        except (ImageError, zipfile.BadZipFile, OSError, RuntimeError) as e:
+            problems.append(str(e))
+    for folder, n in unknown.items():
+        problems.append(f"folder {folder!r} ({n} files) matches no class; skipped")
+    if not images:
+        raise DataError("no usable images in the zip: it needs one folder per class, named like the classes"
+                        + (f" ({'; '.join(problems[:3])})" if problems else ""))
+    return images, labels, problems
+
+
+def split_classes(root: str | Path, split: str, part: str = "test", description_set: str = "allaboutbirds"
+                  ) -> dict[str, str]:
+    """``{display name: description}`` for the classes of one part of a split, in split order.
+    Classes the description set does not cover (Wikipedia covers 52 of 100) are left out."""
+    labels = load_split(root, split)[part]
+    desc = load_descriptions(description_file(root, description_set))
+    out = {display_name(c): desc[c] for c in labels if c in desc}
+    if len(out) < 2:
+        raise DataError(f"{description_set} describes only {len(out)} of the {len(labels)} {part} classes of {split}")
+    return out
+
+
+def sample_photos(root: str | Path, classes: Sequence[str], per_class: int = 2, seed: int = 0
+                  ) -> list[tuple[str, Path]]:
+    """``(class display name, path)`` for a few photos of each named class in a CUB-layout folder."""
+    ims = read_cub(root, check_files=False)
+    by_name: dict[str, list[Path]] = {}
+    for rec in ims.records:
+        by_name.setdefault(display_name(rec.label), []).append(Path(rec.path))
+    rng = random.Random(seed)
+    out = []
+    for c in classes:
+        paths = sorted(by_name.get(c, []))
+        out += [(c, p) for p in rng.sample(paths, min(per_class, len(paths)))]
+    return out
+
+
+def description_for(root: str | Path, cls: str, description_set: str) -> str:
+    """One class's description (by display name, compared like zip folders) from a description
+    set of the data folder; :class:`DataError` when the set does not describe it."""
+    desc = load_descriptions(description_file(root, description_set))
+    for label, text in desc.items():
+        if name_key(label) == name_key(cls):
+            return text
+    raise DataError(f"{description_set} has no description of {cls!r}")
+
+
+def label_from_filename(name: str, classes: Sequence[str]) -> int | None:
+    """The class a photo's name says it shows, or None: ``"Blue Jay — 0042.jpg"`` (the app's
+    data-folder photos), ``"blue_jay_2.jpg"`` (the demo's) or ``"073.Blue_Jay/x.jpg"``;
+    names compare like zip folders (case, ``_``/``-``/spaces and a ``NNN.`` prefix ignored)."""
+    import re
+
+    index = {name_key(c): i for i, c in enumerate(classes)}
+    if " — " in name:
+        candidates = [name.split(" — ", 1)[0]]
+    else:
+        path = PurePosixPath(name)
+        candidates = [path.stem, re.sub(r"[ _-]*\(?\d+\)?$", "", path.stem), path.parent.name]
+    for candidate in candidates:
+        if candidate and name_key(candidate) in index:
+            return index[name_key(candidate)]
+    return None

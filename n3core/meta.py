@@ -32,7 +32,7 @@ from torch.func import functional_call
 
 from .backbones import AdaptableTensor, Backbone
 from .preprocess import PreprocessSpec
-from .text import mean_embedding, word_positions
+from .text import mean_embedding
 
 __all__ = ["N3Config", "Adaptation", "N3MetaModel", "N3Model", "SynthesisError", "MODES"]
 

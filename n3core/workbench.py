@@ -21,48 +21,40 @@ An edit re-runs only what it changes: the text encoder re-encodes only edited de
 the fc-only classifier reuses each photo's plain-backbone features (its backbone is Θ), and a
 photo is prepared (resized, normalised) once.
 
-Upload helpers (:func:`read_upload`, :func:`read_descriptions_json`, :func:`read_labelled_zip`)
-turn bytes from a browser into images and class sets, or raise an error a person can act on.
+Turning a browser's bytes into images and class sets (uploads, zips, JSON) is
+:mod:`n3core.data`'s; this module holds the models' side.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import threading
 import time
-import unicodedata
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Sequence
 
 import torch
 from PIL import Image
 
-from .data import (DataError, ImageError, description_file, display_name, load_descriptions, load_image,
-                   load_split, parse_descriptions)
+from .data import DataError, load_descriptions, read_labelled_zip, split_classes
 from .checkpoint import fc_only_sibling
 from .evaluate import control_arms, control_sets, per_class_accuracy
 from .meta import MODES, SynthesisError
 from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions, class_key
 
 __all__ = ["Workbench", "Synthesis", "BatchReport", "LanguageControl", "DescriptionComparison",
-           "read_upload", "read_descriptions_json", "read_labelled_zip", "split_classes", "sample_photos",
-           "demo_descriptions", "demo_photos", "control_descriptions", "description_for", "label_from_filename",
-           "image_digest", "probability_shift", "aligned_probabilities", "correct", "describe_edit", "DELTA_ONLY", "DEFAULT_CHECKPOINT", "DEMO_DIR", "CONTROL_FILE"]
+           "demo_descriptions", "demo_photos", "control_descriptions", "image_digest", "probability_shift",
+           "aligned_probabilities", "correct", "describe_edit", "DELTA_ONLY", "DEFAULT_CHECKPOINT", "DEMO_DIR",
+           "CONTROL_FILE"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "n3-effl0-minilm-ss0"
 DEMO_DIR = ROOT / "assets" / "demo"
 CONTROL_FILE = ROOT / "assets" / "control_descriptions.json"
-IMAGE_TYPES = ("jpg", "jpeg", "png", "webp")
 DELTA_ONLY = "ΔΘ only"                 # the full classifier without its sentence match
-MAX_UPLOAD_BYTES = 50 * 2**20          # one image file
-MAX_ZIP_FILES = 5000
-MAX_ZIP_BYTES = 1 * 2**30              # uncompressed total
 
 
 @dataclass
@@ -324,6 +316,8 @@ class Workbench:
         self._plain = _Memo(1024)                  # image digest → plain-backbone features [F]
         self._probs = _Memo(4096)                  # (synthesis key, image digest) → {mode: [K]}
         self._batches = _Memo(64)                  # (synthesis key, digests) → {mode: [B, K]}
+        self._results = _Memo(256)                 # (action, its inputs' content keys) → its result
+        self._zips = _Memo(2)                      # (zip digest, class names) → its images, labels, problems
         self._compute = threading.Lock()           # one model call at a time (see the module doc)
         self._plain_lock = threading.Lock()        # plain-backbone features of new photos: one pass for all
 
@@ -341,7 +335,8 @@ class Workbench:
 
     def clear_caches(self) -> None:
         """Forget every cached synthesis, prepared photo, feature and probability."""
-        for memo in (self._cache, self._networks, self._prepared, self._plain, self._probs, self._batches):
+        for memo in (self._cache, self._networks, self._prepared, self._plain, self._probs, self._batches,
+                     self._results, self._zips):
             memo.clear()
 
     # ------------------------------------------------------------------ facts
@@ -487,6 +482,20 @@ class Workbench:
         _, per_class, mean, conf = self._scored(syn, images, labels)
         return BatchReport(list(syn.names), len(images), per_class, mean, conf)
 
+    def labelled_zip(self, data: bytes, names: Sequence[str]) -> tuple[list[Image.Image], list[int], list[str]]:
+        """:func:`~n3core.data.read_labelled_zip` of an uploaded zip for these class names, the
+        last few kept (a zip is read once, however often the view reruns)."""
+        key = (hashlib.sha256(data).hexdigest(), tuple(names))
+        return self._zips.get(key, lambda: read_labelled_zip(data, names))
+
+    def evaluate_zip(self, syn: Synthesis, data: bytes) -> tuple[BatchReport, list[str]]:
+        """:meth:`evaluate_batch` on a labelled zip (:func:`~n3core.data.read_labelled_zip`),
+        with the files it skipped and why; cached by the zip's and the class set's content."""
+        def compute():
+            images, labels, problems = self.labelled_zip(data, syn.names)
+            return self.evaluate_batch(syn, images, labels), problems
+        return self._results.get(("zip-report", syn.key, hashlib.sha256(data).hexdigest()), compute)
+
     # ------------------------------------------------------------------ what the words did
     @torch.no_grad()
     def language_control(self, syn: Synthesis, images: Sequence[Image.Image], pool: dict[str, str], *,
@@ -494,7 +503,11 @@ class Workbench:
         """The full classifier on ``images`` with its language-written parts from the class set's
         own descriptions, from none, and from ``draws`` seeded draws of other descriptions out
         of ``pool`` (``{class: description}``; classes of the set itself are left out), each
-        draw in every arm of :func:`~n3core.evaluate.control_arms`."""
+        draw in every arm of :func:`~n3core.evaluate.control_arms`. Cached by content."""
+        key = ("control", syn.key, _content_key(pool), tuple(map(image_digest, images)), draws, seed, source)
+        return self._results.get(key, lambda: self._language_control(syn, images, pool, draws, seed, source))
+
+    def _language_control(self, syn, images, pool, draws, seed, source) -> LanguageControl:
         own_keys = {class_key(n) for n in syn.names}
         others = {n: t for n, t in pool.items() if class_key(n) not in own_keys}
         if len(others) < 2:
@@ -564,19 +577,23 @@ class Workbench:
         """Where each classifier looks for class ``target``: ``{"full", "fc-only", "difference"}``
         maps ``[S, S]`` in one unit (a fraction of the larger map's 99th percentile; the
         difference is full − fc-only) and ``"image"``, the photo as the model sees it.
-        ``smooth``: Gaussian blur of the gradient maps, σ in pixels."""
+        ``smooth``: Gaussian blur of the gradient maps, σ in pixels. Cached by content."""
         from .explain import saliency_maps
 
-        with self._compute:
-            return saliency_maps({"full": syn.full, "fc-only": syn.fc_only}, image, target, method, smooth=smooth)
+        def compute():
+            with self._compute:
+                return saliency_maps({"full": syn.full, "fc-only": syn.fc_only}, image, target, method, smooth=smooth)
+        return self._results.get(("saliency", syn.network_key, image_digest(image), target, method, smooth), compute)
 
     def evidence(self, syn: Synthesis, image: Image.Image, label: str | None = None):
         """Token evidence (:class:`n3core.explain.Evidence`) of the full model for ``label``
         (default: its prediction): the description words that argued for and against it."""
         from .explain import token_evidence
 
-        with self._compute:
-            return token_evidence(self.full, syn.descriptions, image, label=label)
+        def compute():
+            with self._compute:
+                return token_evidence(self.full, syn.descriptions, image, label=label)
+        return self._results.get(("evidence", syn.key, image_digest(image), label), compute)
 
     @property
     def sentence_match(self) -> float | None:
@@ -590,17 +607,22 @@ class Workbench:
         from .explain import sentence_attention
 
         target = None if label is None else syn.names.index(label)
-        with self._compute:
-            return sentence_attention(syn.full, image, target)
+
+        def compute():
+            with self._compute:
+                return sentence_attention(syn.full, image, target)
+        return self._results.get(("sentences", syn.network_key, image_digest(image), target), compute)
 
     def adaptation_norms(self, syn: Synthesis, before: Synthesis | None = None) -> list[dict]:
         """Per adapted tensor: ‖μ·ΔΘ‖, ‖Θ‖ and their ratio for this class set (figure 6); with
         ``before``, also ``edit_norm`` = ‖μ·(ΔΘ − ΔΘ_before)‖, what the edit from ``before`` moved."""
         from .explain import adaptation_norms
 
-        with self._compute:
-            return adaptation_norms(self.full, syn.descriptions,
-                                    before=before.descriptions if before is not None else None)
+        def compute():
+            with self._compute:
+                return adaptation_norms(self.full, syn.descriptions,
+                                        before=before.descriptions if before is not None else None)
+        return self._results.get(("norms", syn.network_key, before.network_key if before else None), compute)
 
     # ------------------------------------------------------------------ export
     def export(self, syn: Synthesis, mode: str = "full") -> bytes:
@@ -610,115 +632,6 @@ class Workbench:
         with tempfile.TemporaryDirectory() as d:
             path = syn.classifier(mode).export(Path(d) / "classifier.pt2")
             return path.read_bytes()
-
-
-# ---------------------------------------------------------------------- uploads
-def read_upload(name: str, data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
-    """Bytes of one uploaded file → an RGB PIL image, or :class:`ImageError` saying why not."""
-    if data is None or len(data) == 0:
-        raise ImageError(f"{name}: the file is empty (0 bytes)")
-    if len(data) > max_bytes:
-        raise ImageError(f"{name}: {len(data) / 2**20:.0f} MB is larger than the {max_bytes / 2**20:.0f} MB limit")
-    return load_image(bytes(data), name=name)
-
-
-def read_descriptions_json(data: bytes | str, *, name: str = "descriptions.json") -> dict[str, str]:
-    """A JSON object ``{class: text}`` (or ``{class: [phrases]}``) → ``{class: text}``."""
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{name} is not UTF-8 text ({e})") from e
-    try:
-        raw = json.loads(data)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{name} is not valid JSON: {e}") from e
-    if not isinstance(raw, dict) or not raw:
-        raise DataError(f"{name} must be a non-empty JSON object mapping class names to descriptions")
-    return parse_descriptions(raw, name)             # the same checks as description files
-
-
-def _norm(name: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", display_name(name)).replace("-", " ").casefold().split())
-
-
-def read_labelled_zip(data: bytes, classes: Sequence[str], *, max_files: int = MAX_ZIP_FILES,
-                      max_bytes: int = MAX_ZIP_BYTES) -> tuple[list[Image.Image], list[int], list[str]]:
-    """A zip in the image-folder layout (``<class>/<image>``, at any depth below one common
-    top folder) → images, label indices into ``classes``, and a list of problems (files
-    skipped and why). Folder names match classes ignoring case, ``_``/``-``/spaces and a
-    ``NNN.`` prefix. Raises :class:`DataError` when nothing usable is in it."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError) as e:
-        raise DataError(f"not a zip file ({e})") from e
-    index = {_norm(c): i for i, c in enumerate(classes)}
-    infos = [i for i in zf.infolist() if not i.is_dir() and not PurePosixPath(i.filename).name.startswith(".")
-             and "__MACOSX" not in i.filename]
-    if len(infos) > max_files:
-        raise DataError(f"the zip holds {len(infos)} files; the limit is {max_files}")
-    total = sum(i.file_size for i in infos)
-    if total > max_bytes:
-        raise DataError(f"the zip unpacks to {total / 2**20:.0f} MB; the limit is {max_bytes / 2**20:.0f} MB")
-    images, labels, problems = [], [], []
-    unknown: dict[str, int] = {}
-    for info in infos:
-        parts = PurePosixPath(info.filename).parts
-        if len(parts) < 2:
-            problems.append(f"{info.filename}: not inside a class folder")
-            continue
-        folder = parts[-2]
-        if _norm(folder) not in index:
-            unknown[folder] = unknown.get(folder, 0) + 1
-            continue
-        if PurePosixPath(info.filename).suffix.lower().lstrip(".") not in IMAGE_TYPES:
-            problems.append(f"{info.filename}: not a jpg, png or webp file")
-            continue
-        try:
-            with zf.open(info) as f:
-                raw = f.read(MAX_UPLOAD_BYTES + 1)
-            images.append(read_upload(info.filename, raw))
-            labels.append(index[_norm(folder)])
-        except (ImageError, zipfile.BadZipFile, OSError, RuntimeError) as e:
-            problems.append(str(e))
-    for folder, n in unknown.items():
-        problems.append(f"folder {folder!r} ({n} files) matches no class; skipped")
-    if not images:
-        raise DataError("no usable images in the zip: it needs one folder per class, named like the classes"
-                        + (f" ({'; '.join(problems[:3])})" if problems else ""))
-    return images, labels, problems
-
-
-# ---------------------------------------------------------------------- data folder
-def split_classes(root: str | Path, split: str, part: str = "test", description_set: str = "allaboutbirds"
-                  ) -> dict[str, str]:
-    """``{display name: description}`` for the classes of one part of a split, in split order.
-    Classes the description set does not cover (Wikipedia covers 52 of 100) are left out."""
-    labels = load_split(root, split)[part]
-    desc = load_descriptions(description_file(root, description_set))
-    out = {display_name(c): desc[c] for c in labels if c in desc}
-    if len(out) < 2:
-        raise DataError(f"{description_set} describes only {len(out)} of the {len(labels)} {part} classes of {split}")
-    return out
-
-
-def sample_photos(root: str | Path, classes: Sequence[str], per_class: int = 2, seed: int = 0
-                  ) -> list[tuple[str, Path]]:
-    """``(class display name, path)`` for a few photos of each named class in a CUB-layout folder."""
-    import random
-
-    from .data import read_cub
-
-    ims = read_cub(root, check_files=False)
-    by_name: dict[str, list[Path]] = {}
-    for rec in ims.records:
-        by_name.setdefault(display_name(rec.label), []).append(Path(rec.path))
-    rng = random.Random(seed)
-    out = []
-    for c in classes:
-        paths = sorted(by_name.get(c, []))
-        out += [(c, p) for p in rng.sample(paths, min(per_class, len(paths)))]
-    return out
 
 
 def demo_descriptions() -> dict[str, str]:
@@ -740,31 +653,3 @@ def control_descriptions(root: str | Path | None = None) -> tuple[dict[str, str]
             pass
     own = load_descriptions(CONTROL_FILE)
     return own, f"{len(own)} birds described in assets/control_descriptions.json (written by this project)"
-
-
-def description_for(root: str | Path, cls: str, description_set: str) -> str:
-    """One class's description (by display name, compared like zip folders) from a description
-    set of the data folder; :class:`DataError` when the set does not describe it."""
-    desc = load_descriptions(description_file(root, description_set))
-    for label, text in desc.items():
-        if _norm(label) == _norm(cls):
-            return text
-    raise DataError(f"{description_set} has no description of {cls!r}")
-
-
-def label_from_filename(name: str, classes: Sequence[str]) -> int | None:
-    """The class a photo's name says it shows, or None: ``"Blue Jay — 0042.jpg"`` (the app's
-    data-folder photos), ``"blue_jay_2.jpg"`` (the demo's) or ``"073.Blue_Jay/x.jpg"``;
-    names compare like zip folders (case, ``_``/``-``/spaces and a ``NNN.`` prefix ignored)."""
-    import re
-
-    index = {_norm(c): i for i, c in enumerate(classes)}
-    if " — " in name:
-        candidates = [name.split(" — ", 1)[0]]
-    else:
-        path = PurePosixPath(name)
-        candidates = [path.stem, re.sub(r"[ _-]*\(?\d+\)?$", "", path.stem), path.parent.name]
-    for candidate in candidates:
-        if candidate and _norm(candidate) in index:
-            return index[_norm(candidate)]
-    return None

@@ -138,7 +138,7 @@ def _(ctx):
 
 # ---------------------------------------------------------------------------- images
 def _load(data: bytes, name: str):
-    from n3core.workbench import read_upload
+    from n3core.data import read_upload
     return read_upload(name, data)
 
 
@@ -372,7 +372,7 @@ def _(ctx):
     import zipfile
 
     from n3core.data import DataError
-    from n3core.workbench import read_labelled_zip
+    from n3core.data import read_labelled_zip
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("A/zeros.jpg", b"\0" * (8 * 2**20))     # 8 MB that packs to a few KB

@@ -36,7 +36,7 @@ def synthesized(at) -> str:
 
 
 def class_ids(at) -> list[int]:
-    return [e["id"] for e in at.session_state["classes"]]
+    return [e["id"] for e in at.session_state["n3"].classes]
 
 
 def chart(at, key: str):
@@ -139,7 +139,7 @@ def test_uploads_good_and_bad_images():
     errors = messages(at, "error")
     for name, (_, pattern) in bad_images().items():
         assert any(name.replace(".", "\\.") in m and re.search(pattern, m) for m in errors), (name, errors)
-    images = at.session_state["images"]
+    images = at.session_state["n3"].images
     for name in good_images():
         assert name in images, name
     assert max(images["huge.jpg"]["image"].size) <= 1024, "very large images are downscaled"
@@ -229,7 +229,7 @@ def test_export_classifier_download():
     at.button(key="prep_fc-only").click().run()
     assert not at.exception
     assert at.get("download_button"), "a download button appears once the file is ready"
-    data = at.session_state["exports"]
+    data = at.session_state["n3"].exports
     blob = next(v for (k, mode), v in data.items() if mode == "fc-only")
     import torch
 
@@ -251,7 +251,7 @@ def test_loads_a_split_from_the_data_folder(data_root, monkeypatch):
     k = len(class_ids(at))
     assert 2 <= k <= 25
     at.sidebar.button(key="data_photos").click().run()
-    assert len(at.session_state["images"]) == 10 + 2 * k
+    assert len(at.session_state["n3"].images) == 10 + 2 * k
 
 
 def test_network_view_shows_what_an_edit_moved_and_the_language_control():
@@ -286,7 +286,7 @@ def test_ab_descriptions_compare_keep_and_refuse_bad_input(tmp_path):
     open_view(at, "A/B descriptions")
     ids = class_ids(at)
     blackbird = ids[0]
-    cls = at.session_state["classes"][0]["name"]
+    cls = at.session_state["n3"].classes[0]["name"]
     assert any("the same as A" in m for m in messages(at, "warning")), "B starts as A and says so"
     at.text_area(key=f"ab_text_{blackbird}").set_value("   ").run()
     assert any("is empty" in m for m in messages(at, "warning")), messages(at, "warning")
@@ -308,8 +308,8 @@ def test_ab_descriptions_compare_keep_and_refuse_bad_input(tmp_path):
     at.file_uploader(key="ab_zip").set_value(None).run()
     # keep B with one click: the class's description is now B
     at.button(key="ab_use_b").click().run()
-    assert at.session_state["classes"][0]["text"] == b
-    assert at.session_state["classes"][0]["name"] == cls
+    assert at.session_state["n3"].classes[0]["text"] == b
+    assert at.session_state["n3"].classes[0]["name"] == cls
     assert "1 description(s) re-encoded" in synthesized(at)
     open_view(at, "Describe & classify")
     assert at.text_area(key=f"text_{blackbird}").value == b

@@ -121,7 +121,9 @@ def test_edit_and_see_compare_explain_in_chromium(app_url, tmp_path):
         expect(page.get_by_text("ΔΘ from other texts, the match from yours")).to_be_visible()
         expect(page.get_by_text("the match from other texts, ΔΘ from yours")).to_be_visible()
         if shots:
-            page.screenshot(path=str(shots / "control.png"), full_page=True)
+            page.locator('[data-testid="stTable"]').first.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(shots / "control.png"))
 
         # A/B: a second description of the first class, compared on a labelled zip
         page.get_by_role("tab", name="A/B descriptions").click()

@@ -12,9 +12,9 @@ from bad_inputs import bad_images, make_zip
 from n3core.data import DataError, ImageError, load_image
 from n3core.meta import SynthesisError
 from n3core.evaluate import control_sets
+from n3core.data import label_from_filename, read_descriptions_json, read_labelled_zip, read_upload, split_classes
 from n3core.workbench import (LanguageControl, Workbench, aligned_probabilities, control_descriptions, correct,
-                              demo_descriptions, demo_photos, describe_edit, label_from_filename, probability_shift,
-                              read_descriptions_json, read_labelled_zip, read_upload, split_classes)
+                              demo_descriptions, demo_photos, describe_edit, probability_shift)
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +268,7 @@ def test_probability_shift_labels_and_alignment():
 
 
 def test_description_b_from_another_description_set(data_root):
-    from n3core.workbench import description_for
+    from n3core.data import description_for
 
     for dset in ("allaboutbirds", "wikipedia_lead", "gpt3_descriptors", "gpt4_part_descriptors"):
         text = description_for(data_root, "blue jay", dset)
