@@ -324,23 +324,6 @@ def feature_maps(backbone, records, spec, views: int = 2, seed: int = 0, batch_s
     return torch.from_numpy(out)
 
 
-def _class_texts(root, cfg: MatchTrainConfig, classes: list[str]) -> dict[str, list[str]]:
-    """Per train class: its main description (first), sentence-dropped copies, and its texts
-    from the extra description sets (as meta-training's variants)."""
-    from .data import description_file, load_descriptions
-    from .textbank import text_variants
-
-    rng = random.Random(cfg.seed)
-    main = load_descriptions(description_file(root, cfg.descriptions), classes)
-    texts = {c: text_variants(main[c], cfg.text_variants, cfg.sentence_keep, rng) for c in classes}
-    for name in cfg.extra_descriptions:
-        more = load_descriptions(description_file(root, name))
-        for c in classes:
-            if c in more:
-                texts[c] += text_variants(more[c], max(1, cfg.text_variants // 2), cfg.sentence_keep, rng)
-    return texts
-
-
 def fit_match(match: SentenceMatch, maps: torch.Tensor, labels: torch.Tensor, bank: dict, classes: list[str],
               cfg: MatchTrainConfig, progress: bool = True) -> list[dict]:
     """Train ``match`` in place. ``maps`` ``[N, V, C, h, w]`` of the train photos, ``labels``
@@ -411,6 +394,7 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
     from .meta import N3Config
     from .preprocess import PreprocessSpec
     from .text import TextEncoder
+    from .textbank import class_texts
 
     if members < 1:
         raise ValueError(f"members must be at least 1, got {members}")
@@ -430,7 +414,7 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
     split = resolve_split(root, cfg.split, images)
     classes = list(split["train"])
     t0 = time.time()
-    bank = _class_bank(te, _class_texts(root, cfg, classes), classes, match_cfg.max_sentences)
+    bank = _class_bank(te, class_texts(root, cfg, classes), classes, match_cfg.max_sentences)
     records = images.subset(classes).records
     maps = feature_maps(backbone, records, spec, cfg.views, seed=0, progress=progress)
     match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=maps.shape[2])   # what the models give

@@ -7,11 +7,13 @@ frozen text encoder and hands out padded token states for any class list.
 """
 from __future__ import annotations
 
+import random
+
 import torch
 
 from .text import TextEncoder, split_sentences
 
-__all__ = ["text_variants", "TextBank"]
+__all__ = ["text_variants", "class_texts", "TextBank"]
 
 
 def text_variants(text: str, n: int, keep: float, rng) -> list[str]:
@@ -23,6 +25,28 @@ def text_variants(text: str, n: int, keep: float, rng) -> list[str]:
         kept = [x for x in sents if rng.random() < keep] or [rng.choice(sents)]
         out.append(" ".join(kept))
     return out
+
+
+def class_texts(root, cfg, classes: list[str], main_only: list[str] = ()) -> dict[str, list[str]]:
+    """The texts training reads, per class: for each of ``classes`` its main description (from
+    ``cfg.descriptions``, first), ``cfg.text_variants - 1`` sentence-dropped copies and texts of
+    the extra description sets (``cfg.extra_descriptions``, half as many variants each); for
+    each of ``main_only`` (validation classes) its main description alone. ``cfg`` is a
+    :class:`~n3core.train.TrainConfig` or a :class:`~n3core.sentence_match.MatchTrainConfig`;
+    every draw comes from ``cfg.seed``, so the same config gives the same texts."""
+    from .data import description_file, load_descriptions
+
+    rng = random.Random(cfg.seed)
+    everyone = list(classes) + list(main_only)
+    main = load_descriptions(description_file(root, cfg.descriptions), everyone)
+    texts = {c: text_variants(main[c], cfg.text_variants if c in classes else 1, cfg.sentence_keep, rng)
+             for c in everyone}
+    for name in cfg.extra_descriptions:
+        more = load_descriptions(description_file(root, name))
+        for c in classes:
+            if c in more:
+                texts[c] += text_variants(more[c], max(1, cfg.text_variants // 2), cfg.sentence_keep, rng)
+    return texts
 
 
 class TextBank:

@@ -27,7 +27,6 @@ import dataclasses
 import functools
 import json
 import math
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -39,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .backbones import create_backbone
 from .checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
-from .data import DataError, EpisodeSampler, description_file, load_descriptions, read_json, resolve_data_root
+from .data import DataError, EpisodeSampler, read_json, resolve_data_root
 from .datasets import read_images, resolve_split
 from .imagecache import ImageCache, cache_path, load_array, save_array
 from .evaluate import adaptation_accuracy
@@ -47,7 +46,7 @@ from .meta import Adaptation, N3Config, N3Model, config_from_dict
 from .runtime import pick_device
 from .runtime import world as world_size
 from .text import TextEncoder
-from .textbank import TextBank, text_variants
+from .textbank import TextBank, class_texts
 
 __all__ = ["TrainConfig", "Run", "train", "prepare_run", "train_step", "end_of_step", "finish", "load_config_file"]
 
@@ -283,7 +282,8 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     if cfg.init_from and resumed is None:
         _init_from(model, cfg.init_from, say)
 
-    bank = TextBank(text_encoder, _training_texts(root, cfg, split), split["train"] + split["val"], cfg.main_text_prob)
+    bank = TextBank(text_encoder, class_texts(root, cfg, split["train"], split["val"]), split["train"] + split["val"],
+                    cfg.main_text_prob)
     if own_encoder:
         text_encoder.clear_cache()      # the bank holds every state training reads: no second copy
     if bank.truncated:
@@ -357,22 +357,6 @@ def _resume_state(model_cfg, cfg, out: Path, resume: bool, rank: int, world: int
     state.update(info.get("train_state", {}), wall_s=info.get("wall_s", 0.0))
     say(f"resuming from {ckpt} (step {info['step']} of {cfg.max_steps})")
     return saved, cfg, info["step"], state, (weights, optim_state)
-
-
-def _training_texts(root, cfg: TrainConfig, split: dict) -> dict[str, list[str]]:
-    """Each train class's main description, its sentence-dropped copies and its texts from the
-    extra description sets; each val class's main description alone."""
-    classes = split["train"] + split["val"]
-    descriptions = load_descriptions(description_file(root, cfg.descriptions), classes)
-    rng = random.Random(cfg.seed)
-    variants = {c: text_variants(descriptions[c], cfg.text_variants if c in split["train"] else 1,
-                                 cfg.sentence_keep, rng) for c in classes}
-    for extra in cfg.extra_descriptions:
-        more = load_descriptions(description_file(root, extra))
-        for c in split["train"]:
-            if c in more:
-                variants[c] += text_variants(more[c], max(1, cfg.text_variants // 2), cfg.sentence_keep, rng)
-    return variants
 
 
 def train_step(run: Run, step: int) -> float:
