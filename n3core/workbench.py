@@ -48,12 +48,20 @@ from .synthesize import SynthesizedClassifier, Synthesizer, check_descriptions, 
 __all__ = ["Workbench", "Synthesis", "BatchReport", "LanguageControl", "DescriptionComparison",
            "demo_descriptions", "demo_photos", "control_descriptions", "image_digest", "probability_shift",
            "aligned_probabilities", "correct", "describe_edit", "DELTA_ONLY", "DEFAULT_CHECKPOINT", "DEMO_DIR",
-           "CONTROL_FILE"]
+           "CONTROL_FILE", "shipped"]
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "n3-effl0-minilm-ss0"
-DEMO_DIR = ROOT / "assets" / "demo"
-CONTROL_FILE = ROOT / "assets" / "control_descriptions.json"
+
+def shipped(folder: str) -> Path:
+    """The project's ``checkpoints/`` or ``assets/`` folder: inside the package when n3core was
+    installed from a wheel (``n3core/_checkpoints``, ``n3core/_assets``; see pyproject.toml),
+    else the checkout's own."""
+    inside = Path(__file__).resolve().parent / f"_{folder}"
+    return inside if inside.is_dir() else Path(__file__).resolve().parent.parent / folder
+
+
+DEFAULT_CHECKPOINT = shipped("checkpoints") / "n3-effl0-minilm-ss0"
+DEMO_DIR = shipped("assets") / "demo"
+CONTROL_FILE = shipped("assets") / "control_descriptions.json"
 DELTA_ONLY = "ΔΘ only"                 # the full classifier without its sentence match
 
 

@@ -131,3 +131,24 @@ def test_positive_evidence_comes_from_the_own_description(synths, cub, ss0_test)
         if found >= 2:
             break
     assert found >= 2, "at least two correctly classified test photos were explained"
+
+
+def test_a_wheel_carries_the_shipped_models_and_the_demo(tmp_path):
+    """A non-editable install finds the checkpoints and the demo inside the package: the wheel
+    holds them under n3core/_checkpoints and n3core/_assets, where ``shipped`` looks first."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from n3core.workbench import shipped
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(tmp_path)], check=True, capture_output=True, timeout=600)
+    (wheel,) = tmp_path.glob("n3core-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for ck in ("n3-effl0-minilm-ss0", "n3-effl0-minilm-ss0-fconly"):
+        assert {f"n3core/_checkpoints/{ck}/checkpoint.json", f"n3core/_checkpoints/{ck}/model.safetensors"} <= names
+    assert {"n3core/_checkpoints/recipe.json", "n3core/_assets/demo/descriptions.json",
+            "n3core/_assets/control_descriptions.json"} <= names
+    assert sum(n.startswith("n3core/_assets/demo/photos/") and n.endswith(".jpg") for n in names) == 10
+    assert shipped("checkpoints") == ROOT / "checkpoints"        # in this checkout: the checkout's own folders
