@@ -7,8 +7,13 @@ per view; ``state.py`` holds the session.
 from __future__ import annotations
 
 import os
+import sys
 
 import streamlit as st
+
+# the views beside this file, however the script was started (streamlit, AppTest, or a
+# multiprocessing child that re-imports its parent's main script)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from n3core import runtime
 
@@ -68,4 +73,5 @@ def main() -> None:
                 view()
 
 
-main()
+if __name__ == "__main__":      # streamlit runs the script as __main__; an importer gets the functions only
+    main()
