@@ -29,9 +29,10 @@ import torch
 
 from n3core.backbones import create_backbone
 from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
-                              cached_features, maxpool_text, meanpool_text, pca_maps, per_class_top1, predict,
+                              maxpool_text, meanpool_text, pca_maps, per_class_top1, predict,
                               train_pdcnn)
 from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
+from n3core.features import frozen_features
 from n3core.evaluate import class_orders, over_orders, per_class_accuracy, write_report
 from n3core.imagecache import ImageCache
 from n3core.preprocess import PreprocessSpec
@@ -163,8 +164,9 @@ def main() -> None:
         for c, v in zip(have, pool(te, [more[c] for c in have])):
             alternatives[c].append(v)
     t0 = time.time()
-    feats, maps = cached_features(bb, cache, "pretrained", maps=True)
-    print(f"features {tuple(feats.shape)}, maps {tuple(maps.shape)} in {time.time() - t0:.0f} s", flush=True)
+    feats, maps = frozen_features(bb, cache, tag="pretrained", maps="PDCNN-FC+Conv" in args.methods)
+    feats, maps = feats[:, 0], (maps[:, 0] if maps is not None else None)
+    print(f"features {tuple(feats.shape)} in {time.time() - t0:.0f} s", flush=True)
     report = {"machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads",
               "protocol": "per-class top-1/top-5 on the test classes, median of 10 class orders",
               "features": f"frozen efficientnet_lite0, whole photo at {IMAGE_SIZE} px", "text": f"{args.text}-pooled MiniLM token states",
@@ -195,7 +197,7 @@ def main() -> None:
     abl["text_encoder"].update({n: method_result(n, data) for n in ("PDCNN-FC", "ESZSL") if n in args.methods})
     torch.manual_seed(0)
     rand = create_backbone("efficientnet_lite0", pretrained=False)
-    rf, _ = cached_features(rand, cache, "random-seed0")
+    rf = frozen_features(rand, cache, tag="random-seed0")[0][:, 0]
     data = SplitData(split, cub, rf, None, minilm)
     abl.setdefault("random_backbone", {}).update(
         {n: method_result(n, data) for n in ("PDCNN-FC", "ESZSL") if n in args.methods})

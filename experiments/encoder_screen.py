@@ -28,9 +28,10 @@ from pathlib import Path
 import torch
 
 from n3core.backbones import create_backbone
-from n3core.baselines import (PDCNNConfig, PDCNNFC, cached_features, eszsl_fit, eszsl_scores, meanpool_text,
+from n3core.baselines import (PDCNNConfig, PDCNNFC, eszsl_fit, eszsl_scores, meanpool_text,
                               per_class_top1, predict, train_pdcnn)
 from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
+from n3core.features import frozen_features
 from n3core.imagecache import ImageCache
 from n3core.preprocess import PreprocessSpec
 from n3core.text import TextEncoder
@@ -105,7 +106,7 @@ def main() -> None:
         bb = create_backbone(bb_name)
         spec = PreprocessSpec.for_backbone(bb)
         cache = ImageCache(recs, spec)
-        feats, _ = cached_features(bb, cache, "encoder-screen")
+        feats = frozen_features(bb, cache)[0][:, 0]
         report["images_per_s"][bb_name] = throughput(bb, cache)
         for te_name, (tidx, emb, _) in texts.items():
             per_fold = []

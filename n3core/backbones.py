@@ -146,6 +146,18 @@ def feature_map(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     raise BackboneError(f"cannot find the feature map of a {type(module).__name__} backbone")
 
 
+def pool_map(module: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    """The rest of ``module``'s forward after :func:`feature_map`: ``[B, C, h, w]`` → pooled
+    features ``[B, F]``, so that ``pool_map(m, feature_map(m, x))`` is ``m(x)``, op for op."""
+    if hasattr(module, "forward_head"):                         # timm models
+        return module.forward_head(fmap)
+    if hasattr(module, "layer4"):                               # torchvision ResNets
+        return module.fc(torch.flatten(module.avgpool(fmap), 1))
+    if isinstance(module, nn.Sequential) and isinstance(module[-2], nn.AdaptiveAvgPool2d):
+        return module[-2:](fmap)
+    raise BackboneError(f"cannot pool the feature map of a {type(module).__name__} backbone")
+
+
 def adaptable_tensors(module: nn.Module) -> list[AdaptableTensor]:
     """Every conv weight and BatchNorm affine tensor of ``module``, in network order."""
     out: list[AdaptableTensor] = []

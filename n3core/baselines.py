@@ -17,9 +17,9 @@ Description embeddings: :func:`maxpool_text` (max-pooled MiniLM token states, 38
 :class:`TfidfText` (a bag-of-words TF-IDF encoder fitted on the training descriptions only,
 the ablation's stand-in for the paper's GloVe row).
 
-Image features come from :func:`extract_features`: pooled features ``[N, F]`` and, when asked,
-the last feature map ``[N, C, h, w]`` (fp16), through the cache's :class:`~n3core.preprocess.PreprocessSpec`
-(the whole photo at the N3 model's image size).
+Image features come from :func:`n3core.features.frozen_features` (view 0: the whole photo at
+the N3 model's image size): pooled features ``[N, F]`` and, for the conv branch, the last
+feature map ``[N, C, h, w]`` (fp16).
 """
 from __future__ import annotations
 
@@ -32,56 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import Backbone
 from .evaluate import per_class_accuracy
-from .imagecache import ImageCache
 from .text import word_positions
 
-__all__ = ["extract_features", "cached_features", "pca_maps", "maxpool_text", "meanpool_text", "TfidfText", "PDCNNFC", "PDCNNFCConv", "train_pdcnn",
+__all__ = ["pca_maps", "maxpool_text", "meanpool_text", "TfidfText", "PDCNNFC", "PDCNNFCConv", "train_pdcnn",
            "eszsl_fit", "eszsl_scores", "PDCNNConfig"]
 
 
-# ---------------------------------------------------------------------------- features
-@torch.no_grad()
-def extract_features(backbone: Backbone, cache: ImageCache, *, maps: bool = False,
-                     batch_size: int = 64, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Pooled features ``[N, F]`` (fp32) and optionally the map fed to global pooling
-    ``[N, C, h, w]`` (fp16) for every cached image, normalised by the cache's preprocessing spec."""
-    from tqdm import tqdm
-
-    module = backbone.module.eval()
-    pool = getattr(module, "global_pool", None) or getattr(module, "avgpool", None)
-    grabbed: list[torch.Tensor] = []
-    hook = pool.register_forward_hook(lambda m, inp, out: grabbed.append(inp[0].half())) if maps else None
-    feats = []
-    try:
-        for s in tqdm(range(0, len(cache), batch_size), desc="frozen features", disable=not progress, mininterval=2):
-            feats.append(module(cache.spec.normalize(cache.images[s:s + batch_size])).float())
-    finally:
-        if hook is not None:
-            hook.remove()
-    return torch.cat(feats), (torch.cat(grabbed) if maps else None)
-
-
-def cached_features(backbone: Backbone, cache: ImageCache, tag: str, *, maps: bool = False,
-                    progress: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`extract_features` of ``cache``'s photos, kept in the n3 cache folder as .npy
-    (keyed by the photos, the backbone, ``tag`` and the cache's preprocessing spec): the
-    experiment drivers and probes share it."""
-    from .imagecache import cache_path, load_array, save_array
-
-    parts = ([str(r.path) for r in cache.records], backbone.name, backbone.weights_source, tag, cache.spec.to_dict())
-    fp, mp = cache_path("baseline-feats", *parts), cache_path("baseline-maps", *parts)
-    f, m = load_array(fp), (load_array(mp) if maps else None)
-    if f is not None and len(f) == len(cache) and (m is not None or not maps):
-        return torch.from_numpy(f), (torch.from_numpy(m) if maps else None)
-    f, m = extract_features(backbone, cache, maps=maps, progress=progress)
-    save_array(fp, f.numpy())
-    if maps:
-        save_array(mp, m.numpy())
-    return f, m
-
-
+# ---------------------------------------------------------------------------- feature maps
 @torch.no_grad()
 def pca_maps(maps: torch.Tensor, fit_rows: torch.Tensor, dim: int = 64) -> torch.Tensor:
     """Project feature maps ``[N, C, h, w]`` onto the top ``dim`` principal channel directions

@@ -43,7 +43,7 @@ from .meta import config_from_dict
 from .text import split_sentences
 
 __all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "MatchEnsemble", "SentenceHead",
-           "sentence_bank", "feature_maps", "train_sentence_match", "join_matches", "WEIGHT_PREFIX"]
+           "sentence_bank", "train_sentence_match", "join_matches", "WEIGHT_PREFIX"]
 
 WEIGHT_PREFIX = "sentence_match."     # its tensors' names inside a checkpoint's model.safetensors
 
@@ -292,38 +292,6 @@ def sentence_bank(text_encoder, texts: list[str], max_sentences: int, width: int
 
 
 # ----------------------------------------------------------------------------- training
-@torch.no_grad()
-def feature_maps(backbone, records, spec, views: int = 2, seed: int = 0, batch_size: int = 64,
-                 progress: bool = True) -> torch.Tensor:
-    """The frozen backbone's feature maps ``[N, V, C, h, w]`` (fp16) of ``records``: view 0 the
-    whole photo, the others augmented crops (``spec.augment``, seeded). Cached on disk, keyed
-    by the photos, views, seed, preprocessing and backbone weights."""
-    import numpy as np
-
-    from .backbones import feature_map
-    from .imagecache import ImageCache, cache_path, load_array, save_array
-
-    module = backbone.module.eval()
-    path = cache_path("feature-maps", [f"{r.path}|{r.bbox}" for r in records], views, seed, spec.to_dict(),
-                      backbone.name, backbone.weights_source)
-    probe = feature_map(module, torch.zeros(1, 3, spec.image_size, spec.image_size))
-    shape = (len(records), views, *probe.shape[1:])
-    cached = load_array(path, shape)
-    if cached is not None:
-        return torch.from_numpy(cached)
-    cache = ImageCache(records, spec, progress=progress)
-    out = np.empty(shape, dtype=np.float16)
-    gen = torch.Generator().manual_seed(seed)
-    for v in range(views):
-        for s in tqdm(range(0, len(cache), batch_size), desc=f"feature maps, view {v + 1}/{views}",
-                      disable=not progress, mininterval=5):
-            imgs = cache.images[s:s + batch_size]
-            x = spec.normalize(imgs) if v == 0 else spec.augment(imgs, gen)
-            out[s:s + batch_size, v] = feature_map(module, x).half().numpy()
-    save_array(path, out)
-    return torch.from_numpy(out)
-
-
 def fit_match(match: SentenceMatch, maps: torch.Tensor, labels: torch.Tensor, bank: dict, classes: list[str],
               cfg: MatchTrainConfig, progress: bool = True) -> list[dict]:
     """Train ``match`` in place. ``maps`` ``[N, V, C, h, w]`` of the train photos, ``labels``
@@ -391,6 +359,8 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
     from .checkpoint import CheckpointError, load_checkpoint
     from .data import resolve_data_root
     from .datasets import read_images, resolve_split
+    from .features import frozen_features
+    from .imagecache import ImageCache
     from .meta import N3Config
     from .preprocess import PreprocessSpec
     from .text import TextEncoder
@@ -416,7 +386,8 @@ def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrai
     t0 = time.time()
     bank = _class_bank(te, class_texts(root, cfg, classes), classes, match_cfg.max_sentences)
     records = images.subset(classes).records
-    maps = feature_maps(backbone, records, spec, cfg.views, seed=0, progress=progress)
+    maps = frozen_features(backbone, ImageCache(records, spec, progress=progress), views=cfg.views, maps=True,
+                           progress=progress)[1]
     match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=maps.shape[2])   # what the models give
     idx = {c: j for j, c in enumerate(classes)}
     labels = torch.tensor([idx[r.label] for r in records])

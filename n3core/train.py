@@ -40,7 +40,8 @@ from .backbones import create_backbone
 from .checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
 from .data import DataError, EpisodeSampler, read_json, resolve_data_root
 from .datasets import read_images, resolve_split
-from .imagecache import ImageCache, cache_path, load_array, save_array
+from .features import frozen_features
+from .imagecache import ImageCache
 from .evaluate import adaptation_accuracy
 from .meta import Adaptation, N3Config, N3Model, config_from_dict
 from .runtime import pick_device
@@ -293,7 +294,10 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     val_cache = ImageCache(val_set.records, model.preprocess, progress=progress)
     train_feats = val_feats = None
     if model_cfg.mode == "fc-only":
-        train_feats, val_feats = _featurise(model, train_cache, val_cache, cfg, device, progress)
+        # view 0 the whole photo as evaluation sees it, the others augmented crops
+        train_feats, _ = frozen_features(model.backbone, train_cache, views=cfg.feature_views, seed=cfg.seed + 12345,
+                                         device=device, progress=progress)
+        val_feats = frozen_features(model.backbone, val_cache, device=device, progress=progress)[0][:, 0]
 
     meta = _distributed(model, device) if world > 1 else model.meta
     optim = build_optimizer(model, cfg)
@@ -509,40 +513,3 @@ def _prune(out: Path, keep: int) -> None:
                    key=lambda p: int(p.name[5:]))
     for p in steps[:-keep] if keep > 0 else []:
         shutil.rmtree(p, ignore_errors=True)
-
-
-@torch.no_grad()
-def _featurise(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, cfg: TrainConfig, device,
-               progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """fc-only: frozen-backbone features of ``feature_views`` views per train photo ``[N, V, F]``
-    (view 0 the whole photo as evaluation sees it, the others augmented crops) and of each val
-    photo ``[N_val, F]``."""
-    spec = model.preprocess
-    m = model.backbone_module
-    paths = [cache_path(f"features-{part}", "view0-clean", model.backbone.name, model.backbone.weights_source,
-                        spec.to_dict(), cfg.feature_views, cfg.seed, [str(r.path) for r in train_cache.records],
-                        [str(r.path) for r in val_cache.records]) for part in ("train", "val")]
-    shapes = [(len(train_cache), cfg.feature_views, model.cfg.feature_dim), (len(val_cache), model.cfg.feature_dim)]
-    cached = [load_array(p, s) for p, s in zip(paths, shapes)] if model.backbone.pretrained else [None]
-    if all(a is not None for a in cached):
-        return tuple(torch.from_numpy(a) for a in cached)
-    gen = torch.Generator().manual_seed(cfg.seed + 12345)
-    bs = 64
-    tf = torch.empty(len(train_cache), cfg.feature_views, model.cfg.feature_dim)
-    total = cfg.feature_views * math.ceil(len(train_cache) / bs) + math.ceil(len(val_cache) / bs)
-    with tqdm(total=total, desc="featurising (fc-only)", disable=not progress, mininterval=5) as pb:
-        for v in range(cfg.feature_views):
-            for s in range(0, len(train_cache), bs):
-                x = (spec.normalize(train_cache.images[s:s + bs]) if v == 0 else
-                     spec.augment(train_cache.images[s:s + bs], gen)).to(device)
-                tf[s:s + bs, v] = m(x).float().cpu()
-                pb.update(1)
-        vf = []
-        for s in range(0, len(val_cache), bs):
-            vf.append(m(spec.normalize(val_cache.images[s:s + bs]).to(device)).float().cpu())
-            pb.update(1)
-    vf = torch.cat(vf)
-    if model.backbone.pretrained:
-        for p, arr in zip(paths, (tf, vf)):
-            save_array(p, arr.numpy())
-    return tf, vf

@@ -1,10 +1,12 @@
 """The baselines of docs/RESULTS.md on small planted problems and the real Lite0 feature path."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from n3core.preprocess import PreprocessSpec
-from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores, extract_features,
+from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
                               maxpool_text, meanpool_text, per_class_top1, predict, train_pdcnn)
 
 
@@ -100,16 +102,25 @@ def test_meanpool_text_is_minilm_sentence_embedding(text_encoder):
     assert torch.allclose(both.norm(dim=-1), torch.ones(2))
 
 
-def test_extract_features_gives_pooled_features_and_maps(lite0):
+def test_frozen_features_gives_pooled_features_and_maps(lite0, tmp_path, monkeypatch):
+    from n3core.features import frozen_features
+
+    monkeypatch.setenv("N3_CACHE", str(tmp_path))
     images = torch.randint(0, 255, (3, 3, 64, 64), dtype=torch.uint8)
-    feats, maps = extract_features(lite0, _Cache(images, PreprocessSpec.for_backbone(lite0, 64)), maps=True, progress=False)
-    assert feats.shape == (3, 1280) and maps.shape[:2] == (3, 1280) and maps.dtype == torch.float16
-    torch.testing.assert_close(maps.float().mean((2, 3)), feats, atol=2e-2, rtol=1e-2)   # the map is what gets pooled
+    cache = _Cache(images, PreprocessSpec.for_backbone(lite0, 64))
+    feats, maps = frozen_features(lite0, cache, maps=True, progress=False)
+    assert feats.shape == (3, 1, 1280) and maps.shape[:3] == (3, 1, 1280) and maps.dtype == torch.float16
+    torch.testing.assert_close(maps[:, 0].float().mean((2, 3)), feats[:, 0], atol=2e-2, rtol=1e-2)   # the map is what gets pooled
+    with torch.no_grad():
+        torch.testing.assert_close(feats[:, 0], lite0.module(cache.spec.normalize(images)))   # view 0: the whole photo
+    again, _ = frozen_features(lite0, cache, progress=False)      # from the disk cache, without maps
+    assert torch.equal(again, feats) and len(list(tmp_path.glob("frozen-pooled-*.npy"))) == 1
 
 
 class _Cache:
     def __init__(self, images, spec):
         self.images, self.spec = images, spec
+        self.records = [SimpleNamespace(path=f"photo{i}.jpg", bbox=None) for i in range(len(images))]
 
     def __len__(self):
         return len(self.images)

@@ -212,13 +212,13 @@ def test_export_runs_with_torch_alone(tmp_path, text_encoder):
 def test_fc_only_view_0_is_the_whole_photo_and_the_others_are_crops():
     """fc-only trains on cached features: view 0 must be what evaluation computes (the whole
     photo), the other views augmented crops."""
-    from n3core.train import _featurise
+    from n3core.features import frozen_features
 
     class _Cache:
-        def __init__(self, images):
+        def __init__(self, images, spec):
             from types import SimpleNamespace
 
-            self.images = images
+            self.images, self.spec = images, spec
             self.records = [SimpleNamespace(path=f"photo{i}.jpg") for i in range(len(images))]
 
         def __len__(self):
@@ -227,8 +227,10 @@ def test_fc_only_view_0_is_the_whole_photo_and_the_others_are_crops():
     bb = make_tiny_backbone()
     model = N3Model(tiny_config(mode="fc-only"), bb)
     g = torch.Generator().manual_seed(0)
-    train_c, val_c = (_Cache(torch.randint(0, 256, (n, 3, 20, 20), dtype=torch.uint8, generator=g)) for n in (5, 3))
-    tf, vf = _featurise(model, train_c, val_c, TrainConfig(feature_views=3), "cpu", progress=False)
+    train_c, val_c = (_Cache(torch.randint(0, 256, (n, 3, 20, 20), dtype=torch.uint8, generator=g), model.preprocess)
+                      for n in (5, 3))
+    tf, _ = frozen_features(bb, train_c, views=3, progress=False)
+    vf = frozen_features(bb, val_c, progress=False)[0][:, 0]
     assert tf.shape == (5, 3, 8) and vf.shape == (3, 8)
     spec = model.preprocess
     with torch.no_grad():
