@@ -26,9 +26,12 @@ from typing import Any
 import torch
 
 from .data import read_json
+from .meta import N3Config, N3Model
+from .sentence_match import WEIGHT_PREFIX, MatchEnsemble
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint_info", "fc_only_sibling",
-           "latest_checkpoint", "package_checkpoint", "carried_info", "FORMAT"]
+           "latest_checkpoint", "package_checkpoint", "carried_info", "model_config", "check_backbone", "load_model",
+           "save_with_match", "join_matches", "FORMAT"]
 
 FORMAT = "n3-checkpoint"
 VERSION = 1
@@ -265,3 +268,100 @@ def package_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, p
     if provenance:       # notes accumulate: a re-packaged checkpoint keeps how it was made
         keep["provenance"] = {**info.get("provenance", {}), **provenance}
     return save_checkpoint(dst, weights, keep, half=half)
+
+
+# ----------------------------------------------------------------------------- what a model checkpoint holds
+def model_config(directory, info: dict) -> N3Config:
+    """The meta-model's config a checkpoint's record holds."""
+    try:
+        return N3Config.from_dict(info["config"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{directory}: bad config in checkpoint.json ({e})") from e
+
+
+def check_backbone(directory, info: dict, backbone) -> None:
+    """Refuse a checkpoint written for another backbone than ``backbone`` (its name, or the
+    names and shapes of its adaptable tensors)."""
+    sig = info.get("backbone")
+    if sig and sig != backbone.signature():
+        raise CheckpointError(f"{directory} was trained on backbone {sig.get('name')!r} with other tensors; "
+                              f"it cannot be used with {backbone.name!r}")
+    name = model_config(directory, info).backbone
+    if backbone.name != name:
+        raise CheckpointError(f"{directory} is for backbone {name!r}, not {backbone.name!r}")
+
+
+def load_model(directory: str | Path, backbone, text_dim: int):
+    """A model checkpoint, checked against the ``backbone`` and text encoder (``text_dim``) it
+    will run with → ``(N3Model, MatchEnsemble or None, info)``, on the CPU."""
+    weights, info, _ = load_checkpoint(directory)
+    cfg = model_config(directory, info)
+    check_backbone(directory, info, backbone)
+    if text_dim != cfg.text_dim:
+        raise CheckpointError(f"{directory} expects {cfg.text_dim}-d token states; the text encoder gives {text_dim}")
+    model = N3Model(cfg, backbone)
+    try:
+        model.meta.load_state_dict({k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{directory}: weights do not fit the saved config ({e})") from e
+    match_weights = {k: v for k, v in weights.items() if k.startswith(WEIGHT_PREFIX)}
+    match = None
+    if match_weights or "sentence_match" in info:
+        try:
+            match = MatchEnsemble.from_checkpoint(match_weights, info["sentence_match"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{directory}: its sentence match does not fit its config ({e})") from e
+        if match.cfg.text_dim != text_dim:
+            raise CheckpointError(f"{directory}'s sentence match expects {match.cfg.text_dim}-d sentence "
+                                  f"embeddings; the text encoder gives {text_dim}")
+    return model, match, info
+
+
+def save_with_match(weights: dict, info: dict, out, ensemble, record: dict) -> None:
+    """A loaded checkpoint's meta-model (``weights``, ``info``) with ``ensemble`` as its sentence
+    match (any match it had is dropped), to ``out``."""
+    weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
+    keep = carried_info(info) | {"sentence_match": record}
+    weights.update(ensemble.tensors())
+    save_checkpoint(out, weights, keep, half=info.get("dtype") == "float16")
+
+
+def join_matches(checkpoint: str | Path, sources: list[str | Path], out: str | Path) -> dict:
+    """``checkpoint``'s meta-model with the mean of the sentence matches of ``sources`` (each
+    trained with ``train-match`` on the same split, match shape and training settings, seeds
+    aside), written to ``out``; the matches' records are kept, member by member. The
+    classifier's ``kappa`` is the first source's. Returns the new record."""
+    if not sources:
+        raise ValueError("name at least one checkpoint whose sentence match to join")
+    weights, info, _ = load_checkpoint(checkpoint)
+    members, runs, first = [], [], None
+    for src in sources:
+        w, i, _ = load_checkpoint(src)
+        rec = i.get("sentence_match")
+        if rec is None:
+            raise CheckpointError(f"{src} has no sentence match (train one: python -m n3core train-match)")
+        if i.get("backbone") != info.get("backbone"):
+            raise CheckpointError(f"{src}'s match was trained on another backbone than {checkpoint}'s")
+        settings = {k: v for k, v in rec["train_config"].items() if k not in ("seed", "threads")}
+        if first is None:
+            first = rec, settings
+        else:
+            shape = {k: v for k, v in rec["config"].items() if k != "kappa"}
+            if shape != {k: v for k, v in first[0]["config"].items() if k != "kappa"} or settings != first[1]:
+                raise CheckpointError(f"{src}'s match differs from {sources[0]}'s in shape or training settings "
+                                      "(only matches trained alike, seeds aside, are averaged)")
+        try:
+            members += list(MatchEnsemble.from_checkpoint(w, rec).members)
+            runs += rec["members"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{src}: its sentence match does not fit its record ({e})") from e
+    seeds = [r["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise CheckpointError(f"the same seed twice among the matches to join ({seeds}): they would be one match")
+    rec0 = first[0]
+    record = {"config": rec0["config"], "train_config": rec0["train_config"], "members": runs,
+              "train_classes": rec0.get("train_classes"), "train_photos": rec0.get("train_photos"),
+              "train_s": round(sum(r["train_s"] or 0 for r in runs), 1), "source_checkpoint": str(checkpoint),
+              "joined_from": [str(s) for s in sources]}
+    save_with_match(weights, info, out, MatchEnsemble(members), record)
+    return record

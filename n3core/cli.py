@@ -80,7 +80,8 @@ def _refuse_existing(out) -> None:
 
 
 def _train_match(args) -> int:
-    from .sentence_match import MatchConfig, MatchTrainConfig, train_sentence_match
+    from .sentence_match import MatchConfig
+    from .train import MatchTrainConfig, train_sentence_match
 
     if args.preset:
         args.split = f"preset:{args.preset}"
@@ -101,7 +102,7 @@ def _print_match(record: dict) -> None:
 
 
 def _join_matches(args) -> int:
-    from .sentence_match import join_matches
+    from .checkpoint import join_matches
 
     _refuse_existing(args.out)
     record = join_matches(args.checkpoint, args.matches, args.out)
@@ -156,7 +157,7 @@ def _explain(args) -> int:
     clf = full.synthesize(descriptions)
     target = list(descriptions).index(ev.label)
     classifiers = {"full": clf}
-    fc_clf = fc.synthesize(descriptions, mode="fc-only") if fc is not None else None
+    fc_clf = fc.synthesize(descriptions, layer_only=True) if fc is not None else None
     if fc_clf is not None:
         classifiers["fc-only"] = fc_clf
     overlays = saliency_overlays(classifiers, image, target, method=args.saliency)

@@ -280,7 +280,7 @@ def _paper(synth, descriptions, cache, features, *, full, permutations, seed, co
     orders = class_orders(classes, permutations, seed)
     top1, top5, plain, per_class_runs = [], [], [], []
     # the unadapted backbone's features (the no-ΔΘ control): one pass, whatever the order
-    plain_feats = features(synth.synthesize(descriptions, mode="fc-only")) if full else None
+    plain_feats = features(synth.synthesize(descriptions, layer_only=True)) if full else None
     for order in tqdm(orders, desc="class-order permutations", disable=not progress):
         clf = synth.synthesize({c: descriptions[c] for c in order}, kappa=kappa)
         idx = {c: i for i, c in enumerate(order)}
@@ -344,7 +344,7 @@ def _hard5(synth, descriptions, cache, features, *, full, permutations, seed, co
         clf = synth.synthesize(sub, kappa=kappa)
         per_class[c] = _accuracy(clf, features(clf, rows), labels, HARD_K)["per_class_top1"][0]
         if full:
-            base = synth.synthesize(sub, mode="fc-only")
+            base = synth.synthesize(sub, layer_only=True)
             plain[c] = _accuracy(clf, features(base, rows), labels, HARD_K)["per_class_top1"][0]
             for other in others:
                 for swap in swaps:

@@ -92,7 +92,7 @@ class Recipe:
             raise RecipeError(f"{where}: evaluate has unknown keys {sorted(bad)}")
         # every config is checked now, not an hour into the run
         from .meta import N3Config
-        from .sentence_match import MatchTrainConfig
+        from .train import MatchTrainConfig
         from .train import TrainConfig
 
         for stage in ("fc_only", "full"):
@@ -123,7 +123,9 @@ def recipe_stages(recipe: Recipe, split: str, out: Path, *, data: str | None = N
     """The stages of ``recipe`` on ``split`` into the work folder ``out``, in order."""
     from .checkpoint import package_checkpoint
     from .meta import N3Config
-    from .sentence_match import MatchConfig, MatchTrainConfig, join_matches, train_sentence_match
+    from .checkpoint import join_matches
+    from .sentence_match import MatchConfig
+    from .train import MatchTrainConfig, train_sentence_match
     from .train import TrainConfig, train
 
     common = {"split": split, "data": data, "threads": threads}

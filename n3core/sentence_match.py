@@ -21,29 +21,26 @@ fusion of two heads written from the same words.
   several matches trained alike with other seeds; :meth:`MatchEnsemble.write` turns one class set's sentences into a
   :class:`SentenceHead`, the per-class part of a
   :class:`~n3core.synthesize.SynthesizedClassifier` (plain tensors, no text path, exportable);
-* :func:`train_sentence_match` — episodic training on a split's train classes over cached
-  feature maps of a frozen backbone (``python -m n3core train-match [--members M]``);
-  :func:`join_matches` averages matches already trained (``python -m n3core join-matches``).
+* :func:`sentence_bank` — texts → their sentences, embedded one by one.
+
+Training (:func:`n3core.train.train_sentence_match`, ``python -m n3core train-match``) and
+joining trained matches (:func:`n3core.checkpoint.join_matches`) live with the other stages and
+the checkpoint format.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import random
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .meta import config_from_dict
 from .text import split_sentences
 
-__all__ = ["MatchConfig", "MatchTrainConfig", "SentenceMatch", "MatchEnsemble", "SentenceHead",
-           "sentence_bank", "train_sentence_match", "join_matches", "WEIGHT_PREFIX"]
+__all__ = ["MatchConfig", "SentenceMatch", "MatchEnsemble", "SentenceHead", "sentence_bank", "WEIGHT_PREFIX"]
 
 WEIGHT_PREFIX = "sentence_match."     # its tensors' names inside a checkpoint's model.safetensors
 
@@ -64,40 +61,6 @@ class MatchConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-@dataclass
-class MatchTrainConfig:
-    """Episodic training of the sentence match on a split's train classes (saved beside its weights)."""
-    split: str = "ss0"
-    data: str | None = None
-    descriptions: str = "allaboutbirds"
-    extra_descriptions: list = field(default_factory=lambda: ["wikipedia_lead", "gpt3_descriptors",
-                                                              "gpt4_part_descriptors"])
-    text_variants: int = 8            # main text + sentence-dropped copies; extra sets get half as many
-    sentence_keep: float = 0.7
-    main_text_prob: float = 0.5       # an episode reads a class's main description this often
-    steps: int = 1500
-    k: int = 25
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 50
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0
-    views: int = 2                    # feature maps cached per photo: the whole photo + augmented crops
-    seed: int = 0
-    threads: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MatchTrainConfig":
-        return config_from_dict(cls, d, "sentence-match train config")
-
-    def __post_init__(self):
-        if self.k < 2:
-            raise ValueError(f"k must be at least 2, got {self.k}")
-        if self.steps < 1 or self.batch_size < 1 or self.views < 1:
-            raise ValueError("steps, batch_size and views must be positive")
 
 
 # ----------------------------------------------------------------------------- the match
@@ -289,187 +252,3 @@ def sentence_bank(text_encoder, texts: list[str], max_sentences: int, width: int
             vec[i, :len(ss)] = torch.stack([emb[x] for x in ss])
             mask[i, :len(ss)] = True
     return vec, mask, split
-
-
-# ----------------------------------------------------------------------------- training
-def fit_match(match: SentenceMatch, maps: torch.Tensor, labels: torch.Tensor, bank: dict, classes: list[str],
-              cfg: MatchTrainConfig, progress: bool = True) -> list[dict]:
-    """Train ``match`` in place. ``maps`` ``[N, V, C, h, w]`` of the train photos, ``labels``
-    ``[N]`` (indices into ``classes``), ``bank[c]`` = (embeddings ``[T, S, D]``, mask ``[T, S]``)
-    of class c's texts, main text first. Each episode: ``k`` classes, ``batch_size`` photos
-    (a random view, the batch flipped half the time), each class reading its main text with
-    ``main_text_prob`` and otherwise a variant. Returns the loss history (every 50 steps)."""
-    if len(classes) < cfg.k:
-        raise ValueError(f"episodes of k={cfg.k} classes need at least {cfg.k} train classes, got {len(classes)}")
-    torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(match.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    by_class = [(labels == i).nonzero().flatten().tolist() for i in range(len(classes))]
-    empty = [c for c, rows in zip(classes, by_class) if not rows]
-    if empty:
-        raise ValueError(f"train classes without photos: {empty[:3]}")
-    rng = random.Random(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history, running = [], []
-    match.train()
-    bar = tqdm(range(cfg.steps), desc="sentence match", disable=not progress, mininterval=5)
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        cls = rng.sample(range(len(classes)), cfg.k)
-        idx = torch.tensor([rng.choice(by_class[cls[i % cfg.k]]) for i in range(cfg.batch_size)])
-        y = torch.arange(cfg.batch_size) % cfg.k
-        views = torch.randint(maps.shape[1], (cfg.batch_size,), generator=gen)
-        fmap = maps[idx, views].float()
-        if rng.random() < 0.5:
-            fmap = fmap.flip(-1)
-        sents, masks = [], []
-        for c in cls:
-            vec, mask = bank[classes[c]]
-            main = len(vec) == 1 or float(torch.rand(1, generator=gen)) < cfg.main_text_prob
-            t = 0 if main else 1 + int(torch.randint(len(vec) - 1, (1,), generator=gen))
-            sents.append(vec[t])
-            masks.append(mask[t])
-        mask = torch.stack(masks)
-        n = int(mask.sum(1).max())
-        logits = match(fmap, torch.stack(sents)[:, :n], mask[:, :n])
-        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(match.parameters(), cfg.grad_clip)
-        opt.step()
-        running.append(loss.item())
-        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
-            history.append({"step": step + 1, "loss": sum(running) / len(running)})
-            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
-            running = []
-    match.eval()
-    return history
-
-
-def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrainConfig,
-                         match_cfg: MatchConfig | None = None, *, members: int = 1, progress: bool = True,
-                         backbone=None, text_encoder=None) -> dict:
-    """Train ``members`` sentence matches (seeds ``cfg.seed``, ``cfg.seed + 1``, …) on
-    ``cfg.split``'s train classes over the frozen backbone of ``checkpoint`` and write ``out``:
-    a checkpoint with the same meta-model weights plus the matches (``sentence_match.<i>.*``
-    tensors, averaged by every classifier; the config, training config and each member's
-    history in ``checkpoint.json``'s ``sentence_match``). Returns that record. ``backbone`` and
-    ``text_encoder`` may be passed in (tests use tiny ones); by default the checkpoint's."""
-    from .backbones import create_backbone
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .data import resolve_data_root
-    from .datasets import read_images, resolve_split
-    from .features import frozen_features
-    from .imagecache import ImageCache
-    from .meta import N3Config
-    from .preprocess import PreprocessSpec
-    from .text import TextEncoder
-    from .textbank import class_texts
-
-    if members < 1:
-        raise ValueError(f"members must be at least 1, got {members}")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    weights, info, _ = load_checkpoint(checkpoint)
-    n3cfg = N3Config.from_dict(info["config"])
-    backbone = backbone or create_backbone(n3cfg.backbone)
-    sig = info.get("backbone")
-    if sig and sig != backbone.signature():
-        raise CheckpointError(f"{checkpoint} was trained on another {n3cfg.backbone!r} than the one available")
-    spec = PreprocessSpec.for_backbone(backbone, n3cfg.image_size)
-    te = text_encoder or TextEncoder(max_length=n3cfg.text_max_length)
-    match_cfg = match_cfg or MatchConfig()
-    root = resolve_data_root(cfg.data)
-    images = read_images(root)
-    split = resolve_split(root, cfg.split, images)
-    classes = list(split["train"])
-    t0 = time.time()
-    bank = _class_bank(te, class_texts(root, cfg, classes), classes, match_cfg.max_sentences)
-    records = images.subset(classes).records
-    maps = frozen_features(backbone, ImageCache(records, spec, progress=progress), views=cfg.views, maps=True,
-                           progress=progress)[1]
-    match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=maps.shape[2])   # what the models give
-    idx = {c: j for j, c in enumerate(classes)}
-    labels = torch.tensor([idx[r.label] for r in records])
-    trained, runs = [], []
-    for j in range(members):
-        t1 = time.time()
-        member_cfg = dataclasses.replace(cfg, seed=cfg.seed + j)
-        torch.manual_seed(member_cfg.seed)
-        match = SentenceMatch(match_cfg)
-        history = fit_match(match, maps, labels, bank, classes, member_cfg, progress=progress)
-        trained.append(match)
-        runs.append({"seed": member_cfg.seed, "history": history, "train_s": round(time.time() - t1, 1),
-                     "source_checkpoint": str(checkpoint)})
-    record = {"config": match_cfg.to_dict(), "train_config": dataclasses.asdict(cfg), "members": runs,
-              "train_classes": len(classes), "train_photos": len(records), "train_s": round(time.time() - t0, 1),
-              "source_checkpoint": str(checkpoint)}
-    _save_with_match(weights, info, out, MatchEnsemble(trained), record)
-    return record
-
-
-def _class_bank(te, texts: dict[str, list[str]], classes: list[str], max_sentences: int) -> dict:
-    """Each class's texts as sentence embeddings: class → (``[T, S, D]``, mask ``[T, S]``),
-    one width ``S`` for all (one batch of sentences through the encoder)."""
-    flat = [t for c in classes for t in texts[c]]
-    vec, mask, _ = sentence_bank(te, flat, max_sentences)
-    bank, i = {}, 0
-    for c in classes:
-        n = len(texts[c])
-        bank[c] = (vec[i:i + n], mask[i:i + n])
-        i += n
-    return bank
-
-
-def _save_with_match(weights: dict, info: dict, out, ensemble: MatchEnsemble, record: dict) -> None:
-    """A loaded checkpoint's meta-model (``weights``, ``info``) with ``ensemble`` as its sentence
-    match (any match it had is dropped), to ``out``."""
-    from .checkpoint import carried_info, save_checkpoint
-
-    weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
-    keep = carried_info(info) | {"sentence_match": record}
-    weights.update(ensemble.tensors())
-    save_checkpoint(out, weights, keep, half=info.get("dtype") == "float16")
-
-
-def join_matches(checkpoint: str | Path, sources: list[str | Path], out: str | Path) -> dict:
-    """``checkpoint``'s meta-model with the mean of the sentence matches of ``sources`` (each
-    trained with ``train-match`` on the same split, match shape and training settings, seeds
-    aside), written to ``out``; the matches' records are kept, member by member. The
-    classifier's ``kappa`` is the first source's. Returns the new record."""
-    from .checkpoint import CheckpointError, load_checkpoint
-
-    if not sources:
-        raise ValueError("name at least one checkpoint whose sentence match to join")
-    weights, info, _ = load_checkpoint(checkpoint)
-    members, runs, first = [], [], None
-    for src in sources:
-        w, i, _ = load_checkpoint(src)
-        rec = i.get("sentence_match")
-        if rec is None:
-            raise CheckpointError(f"{src} has no sentence match (train one: python -m n3core train-match)")
-        if i.get("backbone") != info.get("backbone"):
-            raise CheckpointError(f"{src}'s match was trained on another backbone than {checkpoint}'s")
-        settings = {k: v for k, v in rec["train_config"].items() if k not in ("seed", "threads")}
-        if first is None:
-            first = rec, settings
-        else:
-            shape = {k: v for k, v in rec["config"].items() if k != "kappa"}
-            if shape != {k: v for k, v in first[0]["config"].items() if k != "kappa"} or settings != first[1]:
-                raise CheckpointError(f"{src}'s match differs from {sources[0]}'s in shape or training settings "
-                                      "(only matches trained alike, seeds aside, are averaged)")
-        try:
-            members += list(MatchEnsemble.from_checkpoint(w, rec).members)
-            runs += rec["members"]
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{src}: its sentence match does not fit its record ({e})") from e
-    seeds = [r["seed"] for r in runs]
-    if len(set(seeds)) != len(seeds):
-        raise CheckpointError(f"the same seed twice among the matches to join ({seeds}): they would be one match")
-    rec0 = first[0]
-    record = {"config": rec0["config"], "train_config": rec0["train_config"], "members": runs,
-              "train_classes": rec0.get("train_classes"), "train_photos": rec0.get("train_photos"),
-              "train_s": round(sum(r["train_s"] or 0 for r in runs), 1), "source_checkpoint": str(checkpoint),
-              "joined_from": [str(s) for s in sources]}
-    _save_with_match(weights, info, out, MatchEnsemble(members), record)
-    return record

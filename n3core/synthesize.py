@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import Backbone, create_backbone, feature_map
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import load_model, model_config, read_checkpoint_info
 from .meta import Adaptation, N3Config, N3Model, SynthesisError
 from .preprocess import PreprocessSpec
 from .runtime import pick_device
-from .sentence_match import WEIGHT_PREFIX, MatchEnsemble, SentenceHead, sentence_bank
+from .sentence_match import MatchEnsemble, SentenceHead, sentence_bank
 from .text import EncodedTexts, TextEncoder
 
 __all__ = ["Synthesizer", "SynthesizedClassifier", "SWAPS", "check_descriptions", "class_key", "descriptions_from_pairs"]
@@ -259,37 +259,10 @@ class Synthesizer:
                         backbone_weights: str | None = None, text_encoder: TextEncoder | None = None) -> "Synthesizer":
         """Load a checkpoint folder; the backbone and text encoder come from their own sources
         and are checked against what the checkpoint was trained with."""
-        weights, info, _ = load_checkpoint(directory)
-        try:
-            cfg = N3Config.from_dict(info["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{directory}: bad config in checkpoint.json ({e})") from e
+        cfg = model_config(directory, read_checkpoint_info(directory))
         bb = backbone or create_backbone(cfg.backbone, weights=backbone_weights)
-        sig = info.get("backbone")
-        if sig and sig != bb.signature():
-            raise CheckpointError(f"{directory} was trained on backbone {sig.get('name')!r} with other tensors; "
-                                  f"it cannot be used with {bb.name!r}")
-        if bb.name != cfg.backbone:
-            raise CheckpointError(f"{directory} is for backbone {cfg.backbone!r}, not {bb.name!r}")
         te = text_encoder or TextEncoder(max_length=cfg.text_max_length)
-        if te.dim != cfg.text_dim:
-            raise CheckpointError(f"{directory} expects {cfg.text_dim}-d token states; the text encoder gives {te.dim}")
-        model = N3Model(cfg, bb)
-        match_weights = {k: v for k, v in weights.items() if k.startswith(WEIGHT_PREFIX)}
-        weights = {k: v for k, v in weights.items() if not k.startswith(WEIGHT_PREFIX)}
-        try:
-            model.meta.load_state_dict(weights, strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"{directory}: weights do not fit the saved config ({e})") from e
-        match = None
-        if match_weights or "sentence_match" in info:
-            try:
-                match = MatchEnsemble.from_checkpoint(match_weights, info["sentence_match"])
-            except (KeyError, TypeError, ValueError, RuntimeError) as e:
-                raise CheckpointError(f"{directory}: its sentence match does not fit its config ({e})") from e
-            if match.cfg.text_dim != te.dim:
-                raise CheckpointError(f"{directory}'s sentence match expects {match.cfg.text_dim}-d sentence "
-                                      f"embeddings; the text encoder gives {te.dim}")
+        model, match, info = load_model(directory, bb, te.dim)
         dev = pick_device(device)
         model.to(dev)
         if match is not None:
@@ -353,13 +326,14 @@ class Synthesizer:
         return self.match.write(vec.to(dev), mask.to(dev), sentences, kappa)
 
     @torch.no_grad()
-    def synthesize(self, descriptions: dict[str, str], *, mode: str | None = None,
+    def synthesize(self, descriptions: dict[str, str], *, layer_only: bool = False,
                    delta_from: dict[str, str] | None = None, swap: str = "both", share_backbone: bool = False,
                    kappa: float | None = None) -> SynthesizedClassifier:
         """``{class name: description}`` → :class:`SynthesizedClassifier` (K = number of classes).
 
-        ``mode="fc-only"`` drops ΔΘ and the sentence match and keeps only the new
-        classification layer.
+        ``layer_only``: only the new classification layer this model writes, on the pretrained
+        backbone: no ΔΘ, no sentence match (the language control's "no adaptation" arm). An
+        fc-only model (``N3Config.mode``) writes nothing else in any case.
         ``delta_from`` (the language control): ΔΘ and the sentence match are written from
         these other descriptions (any number ≥ 2 of classes; the match gives class k the
         sentences of ``delta_from``'s class k, cycling when there are fewer) while the
@@ -376,23 +350,23 @@ class Synthesizer:
             raise ValueError(f"swap must be one of {SWAPS}, got {swap!r}")
         enc = self.encode(descriptions)
         a = self.adaptation(descriptions, enc)
-        if delta_from is not None and swap != "match" and a.delta and mode != "fc-only":
+        if delta_from is not None and swap != "match" and a.delta and not layer_only:
             a = dataclasses.replace(a, delta=self.adaptation(delta_from).delta)
-        adapt = bool(a.delta) and mode != "fc-only"
+        adapt = bool(a.delta) and not layer_only
         source = self.model.backbone_module
         if share_backbone and not adapt:
             module = source
         else:   # the copy takes Θ' for adapted tensors directly (no copy of Θ to overwrite)
             module = clone_module(source, a.adapted_params(self.model.theta()) if adapt else {})
         words = None
-        if self.match is not None and mode != "fc-only":
+        if self.match is not None and not layer_only:
             if delta_from is not None and swap != "delta":
                 check_descriptions(delta_from)
                 other = list(delta_from.values())
                 words = self.sentence_head({c: other[k % len(other)] for k, c in enumerate(descriptions)}, kappa)
             else:
                 words = self.sentence_head(descriptions, kappa)
-        info = {"mode": "fc-only" if (mode == "fc-only" or not (a.delta or words is not None)) else "full",
+        info = {"mode": "fc-only" if (layer_only or not (a.delta or words is not None)) else "full",
                 "delta_from": sorted(delta_from) if delta_from is not None and (adapt or words is not None) else None,
                 "swapped": swap if delta_from is not None and (adapt or words is not None) else None,
                 "mu": float(a.mu), "backbone": self.config.backbone, "adapted_backbone": adapt,

@@ -32,7 +32,7 @@ def class_texts(root, cfg, classes: list[str], main_only: list[str] = ()) -> dic
     ``cfg.descriptions``, first), ``cfg.text_variants - 1`` sentence-dropped copies and texts of
     the extra description sets (``cfg.extra_descriptions``, half as many variants each); for
     each of ``main_only`` (validation classes) its main description alone. ``cfg`` is a
-    :class:`~n3core.train.TrainConfig` or a :class:`~n3core.sentence_match.MatchTrainConfig`;
+    :class:`~n3core.train.TrainConfig` or a :class:`~n3core.train.MatchTrainConfig`;
     every draw comes from ``cfg.seed``, so the same config gives the same texts."""
     from .data import description_file, load_descriptions
 

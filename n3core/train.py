@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import math
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -34,31 +35,66 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from .backbones import create_backbone
-from .checkpoint import latest_checkpoint, load_checkpoint, recover_run_dir, save_checkpoint
+from .checkpoint import (check_backbone, latest_checkpoint, load_checkpoint, model_config, recover_run_dir,
+                         save_checkpoint, save_with_match)
 from .data import DataError, EpisodeSampler, read_json, resolve_data_root
 from .datasets import read_images, resolve_split
 from .features import frozen_features
 from .imagecache import ImageCache
 from .evaluate import adaptation_accuracy
 from .meta import Adaptation, N3Config, N3Model, config_from_dict
+from .preprocess import PreprocessSpec
+from .sentence_match import MatchConfig, MatchEnsemble, SentenceMatch, sentence_bank
 from .runtime import pick_device
 from .runtime import world as world_size
 from .text import TextEncoder
 from .textbank import TextBank, class_texts
 
-__all__ = ["TrainConfig", "Run", "train", "prepare_run", "train_step", "end_of_step", "finish", "load_config_file"]
+__all__ = ["StageConfig", "TrainConfig", "MatchTrainConfig", "Run", "train", "prepare_run", "train_step", "end_of_step",
+           "finish", "load_config_file", "train_sentence_match", "fit_match"]
 
 
 @dataclass
-class TrainConfig:
+class StageConfig:
+    """What every training stage shares: the split and its texts, the episodes, the optimiser's
+    common settings (saved beside the stage's weights)."""
     split: str = "ss0"
     data: str | None = None
     descriptions: str = "allaboutbirds"
-    k: int = 25
+    extra_descriptions: list = field(default_factory=list)  # more description sets used as training variants
+    text_variants: int = 8           # per class: the full text + sentence-dropped copies
+    sentence_keep: float = 0.7       # keep probability of each sentence in a variant
+    main_text_prob: float | None = None  # P(a class reads its main description unchanged) per step;
+                                         # else a uniform pick among its other variants. None: uniform over all
+    k: int = 25                      # classes per episode
     batch_size: int = 32
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 0                 # torch threads on CPU (0: torch's default)
+
+    _what = "train config"
+
+    def __post_init__(self):
+        if self.main_text_prob is not None and not 0.0 <= self.main_text_prob <= 1.0:
+            raise ValueError(f"main_text_prob must lie in [0, 1] (or be null), got {self.main_text_prob}")
+        if self.k < 2:
+            raise ValueError(f"k must be at least 2, got {self.k}")
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return config_from_dict(cls, d, cls._what)
+
+
+@dataclass
+class TrainConfig(StageConfig):
+    """The meta-model's stage (fc-only or full, as the model config's ``mode`` says)."""
     micro_batches: int = 1           # full mode: the batch's backbone passes in this many parts (less memory;
                                      # the meta-model still runs and back-propagates once per step)
     max_steps: int = 2000
@@ -66,37 +102,41 @@ class TrainConfig:
     lr_adapt: float = 1e-3           # Labels2Adaptation, decoders, classifier writer, μ
     lr_mu: float = 1e-3              # μ: one scalar, starts at 1e-3
     lr_decoder: float | None = None  # the per-tensor decoders (default: lr_adapt)
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0
     eval_every: int = 100
     patience: int | None = None      # stop once this many validations in a row bring no new best
                                      # (None: run all max_steps); best/ is the same model either way
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     feature_views: int = 8           # fc-only: views per photo featurised once: the whole photo + augmented crops
-    text_variants: int = 8           # per class: the full text + sentence-dropped copies
-    sentence_keep: float = 0.7       # keep probability of each sentence in a variant
-    extra_descriptions: list = field(default_factory=list)  # more description sets used as training variants
-    main_text_prob: float | None = None  # P(a class reads its main description unchanged) per step;
-                                         # else a uniform pick among its other variants. None: uniform over all
-    seed: int = 0
     init_from: str | None = None     # a checkpoint whose matching weights start this run
     device: str = "auto"
-    threads: int = 0                 # torch threads on CPU (0: torch's default)
 
     def __post_init__(self):
-        if self.main_text_prob is not None and not 0.0 <= self.main_text_prob <= 1.0:
-            raise ValueError(f"main_text_prob must lie in [0, 1] (or be null), got {self.main_text_prob}")
+        super().__post_init__()
         if not 1 <= self.micro_batches <= self.batch_size:
             raise ValueError(f"micro_batches must lie in 1..batch_size={self.batch_size}, got {self.micro_batches}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be at least 1 validation (or null), got {self.patience}")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return config_from_dict(cls, d, "train config")
+
+@dataclass
+class MatchTrainConfig(StageConfig):
+    """The sentence match's stage, over cached feature maps of the frozen backbone."""
+    extra_descriptions: list = field(default_factory=lambda: ["wikipedia_lead", "gpt3_descriptors",
+                                                              "gpt4_part_descriptors"])
+    main_text_prob: float | None = 0.5
+    batch_size: int = 64
+    warmup_steps: int = 50
+    steps: int = 1500
+    lr: float = 1e-3
+    views: int = 2                    # feature maps cached per photo: the whole photo + augmented crops
+
+    _what = "sentence-match train config"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.steps < 1 or self.batch_size < 1 or self.views < 1:
+            raise ValueError("steps, batch_size and views must be positive")
 
 
 def load_config_file(path: str | Path) -> tuple[dict, dict]:
@@ -513,3 +553,120 @@ def _prune(out: Path, keep: int) -> None:
                    key=lambda p: int(p.name[5:]))
     for p in steps[:-keep] if keep > 0 else []:
         shutil.rmtree(p, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- the sentence-match stage
+def fit_match(match: SentenceMatch, maps: torch.Tensor, labels: torch.Tensor, bank: dict, classes: list[str],
+              cfg: MatchTrainConfig, progress: bool = True) -> list[dict]:
+    """Train ``match`` in place. ``maps`` ``[N, V, C, h, w]`` of the train photos, ``labels``
+    ``[N]`` (indices into ``classes``), ``bank[c]`` = (embeddings ``[T, S, D]``, mask ``[T, S]``)
+    of class c's texts, main text first. Each episode: ``k`` classes, ``batch_size`` photos
+    (a random view, the batch flipped half the time), each class reading its main text with
+    ``main_text_prob`` and otherwise a variant. Returns the loss history (every 50 steps)."""
+    if len(classes) < cfg.k:
+        raise ValueError(f"episodes of k={cfg.k} classes need at least {cfg.k} train classes, got {len(classes)}")
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(match.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    by_class = [(labels == i).nonzero().flatten().tolist() for i in range(len(classes))]
+    empty = [c for c, rows in zip(classes, by_class) if not rows]
+    if empty:
+        raise ValueError(f"train classes without photos: {empty[:3]}")
+    rng = random.Random(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, running = [], []
+    match.train()
+    bar = tqdm(range(cfg.steps), desc="sentence match", disable=not progress, mininterval=5)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        cls = rng.sample(range(len(classes)), cfg.k)
+        idx = torch.tensor([rng.choice(by_class[cls[i % cfg.k]]) for i in range(cfg.batch_size)])
+        y = torch.arange(cfg.batch_size) % cfg.k
+        views = torch.randint(maps.shape[1], (cfg.batch_size,), generator=gen)
+        fmap = maps[idx, views].float()
+        if rng.random() < 0.5:
+            fmap = fmap.flip(-1)
+        sents, masks = [], []
+        for c in cls:
+            vec, mask = bank[classes[c]]
+            main = len(vec) == 1 or float(torch.rand(1, generator=gen)) < cfg.main_text_prob
+            t = 0 if main else 1 + int(torch.randint(len(vec) - 1, (1,), generator=gen))
+            sents.append(vec[t])
+            masks.append(mask[t])
+        mask = torch.stack(masks)
+        n = int(mask.sum(1).max())
+        logits = match(fmap, torch.stack(sents)[:, :n], mask[:, :n])
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(match.parameters(), cfg.grad_clip)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % 50 == 0 or step + 1 == cfg.steps:
+            history.append({"step": step + 1, "loss": sum(running) / len(running)})
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+            running = []
+    match.eval()
+    return history
+
+
+def train_sentence_match(checkpoint: str | Path, out: str | Path, cfg: MatchTrainConfig,
+                         match_cfg: MatchConfig | None = None, *, members: int = 1, progress: bool = True,
+                         backbone=None, text_encoder=None) -> dict:
+    """Train ``members`` sentence matches (seeds ``cfg.seed``, ``cfg.seed + 1``, …) on
+    ``cfg.split``'s train classes over the frozen backbone of ``checkpoint`` and write ``out``:
+    a checkpoint with the same meta-model weights plus the matches (``sentence_match.<i>.*``
+    tensors, averaged by every classifier; the config, training config and each member's
+    history in ``checkpoint.json``'s ``sentence_match``). Returns that record. ``backbone`` and
+    ``text_encoder`` may be passed in (tests use tiny ones); by default the checkpoint's."""
+    if members < 1:
+        raise ValueError(f"members must be at least 1, got {members}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    weights, info, _ = load_checkpoint(checkpoint)
+    n3cfg = model_config(checkpoint, info)
+    backbone = backbone or create_backbone(n3cfg.backbone)
+    check_backbone(checkpoint, info, backbone)
+    spec = PreprocessSpec.for_backbone(backbone, n3cfg.image_size)
+    te = text_encoder or TextEncoder(max_length=n3cfg.text_max_length)
+    match_cfg = match_cfg or MatchConfig()
+    root = resolve_data_root(cfg.data)
+    images = read_images(root)
+    split = resolve_split(root, cfg.split, images)
+    classes = list(split["train"])
+    t0 = time.time()
+    bank = _class_bank(te, class_texts(root, cfg, classes), classes, match_cfg.max_sentences)
+    records = images.subset(classes).records
+    maps = frozen_features(backbone, ImageCache(records, spec, progress=progress), views=cfg.views, maps=True,
+                           progress=progress)[1]
+    match_cfg = dataclasses.replace(match_cfg, text_dim=te.dim, channels=maps.shape[2])   # what the models give
+    idx = {c: j for j, c in enumerate(classes)}
+    labels = torch.tensor([idx[r.label] for r in records])
+    trained, runs = [], []
+    for j in range(members):
+        t1 = time.time()
+        member_cfg = dataclasses.replace(cfg, seed=cfg.seed + j)
+        torch.manual_seed(member_cfg.seed)
+        match = SentenceMatch(match_cfg)
+        history = fit_match(match, maps, labels, bank, classes, member_cfg, progress=progress)
+        trained.append(match)
+        runs.append({"seed": member_cfg.seed, "history": history, "train_s": round(time.time() - t1, 1),
+                     "source_checkpoint": str(checkpoint)})
+    record = {"config": match_cfg.to_dict(), "train_config": dataclasses.asdict(cfg), "members": runs,
+              "train_classes": len(classes), "train_photos": len(records), "train_s": round(time.time() - t0, 1),
+              "source_checkpoint": str(checkpoint)}
+    save_with_match(weights, info, out, MatchEnsemble(trained), record)
+    return record
+
+
+def _class_bank(te, texts: dict[str, list[str]], classes: list[str], max_sentences: int) -> dict:
+    """Each class's texts as sentence embeddings: class → (``[T, S, D]``, mask ``[T, S]``),
+    one width ``S`` for all (one batch of sentences through the encoder)."""
+    flat = [t for c in classes for t in texts[c]]
+    vec, mask, _ = sentence_bank(te, flat, max_sentences)
+    bank, i = {}, 0
+    for c in classes:
+        n = len(texts[c])
+        bank[c] = (vec[i:i + n], mask[i:i + n])
+        i += n
+    return bank

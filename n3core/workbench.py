@@ -391,7 +391,7 @@ class Workbench:
                 encoded = sum(not te.is_cached(t) for t in set(descriptions.values()))
                 t0 = time.perf_counter()
                 full = self.full.synthesize(descriptions)
-                fc = self.fc_only.synthesize(descriptions, mode="fc-only", share_backbone=True)
+                fc = self.fc_only.synthesize(descriptions, layer_only=True, share_backbone=True)
                 ms = (time.perf_counter() - t0) * 1000
             syn = Synthesis(key, list(descriptions), dict(descriptions), full, fc, round(ms, 1), encoded,
                             list(full.info.get("truncated", [])), network)
@@ -529,7 +529,7 @@ class Workbench:
         arms = {arm: [] for arm in control_arms(self.full)}
         drawn = []
         with self._compute:                    # one model call at a time, so other sessions interleave
-            none = self.full.synthesize(syn.descriptions, mode="fc-only", share_backbone=True).predict(x)
+            none = self.full.synthesize(syn.descriptions, layer_only=True, share_backbone=True).predict(x)
         for other in control_sets(others, len(syn.names), draws, seed):
             for arm, out in arms.items():
                 with self._compute:

@@ -46,7 +46,7 @@ def test_delta_from_other_descriptions_changes_the_network_not_the_rows(text_enc
     a, b = dict(true.backbone.named_parameters()), dict(swapped.backbone.named_parameters())
     assert any(not torch.equal(a[k], b[k]) for k in a), "ΔΘ came from the other descriptions"
     assert swapped.info["delta_from"] == sorted(control)
-    fc = synth.synthesize(desc, mode="fc-only", delta_from=control)     # no ΔΘ at all: nothing to swap
+    fc = synth.synthesize(desc, layer_only=True, delta_from=control)     # no ΔΘ at all: nothing to swap
     assert all(torch.equal(p, q) for p, q in zip(fc.backbone.parameters(), synth.model.backbone_module.parameters()))
 
 

@@ -11,8 +11,8 @@ from n3core.backbones import feature_map
 from n3core.checkpoint import CheckpointError
 from n3core.evaluate import evaluate_protocol, format_summary
 from n3core.meta import N3Model, SynthesisError
-from n3core.sentence_match import (MatchConfig, MatchEnsemble, MatchTrainConfig, SentenceMatch, WEIGHT_PREFIX,
-                                   fit_match, sentence_bank)
+from n3core.sentence_match import MatchConfig, MatchEnsemble, SentenceMatch, WEIGHT_PREFIX, sentence_bank
+from n3core.train import MatchTrainConfig, fit_match
 from n3core.synthesize import Synthesizer
 from tests.conftest import ROOT, make_tiny_backbone, tiny_config
 from tests.test_evaluate import photos  # noqa: F401  (fixture)
@@ -58,7 +58,7 @@ def test_the_classifier_adds_kappa_times_the_match_to_its_layer(text_encoder):
         # pooled features: the classification layer alone (the control's "no adaptation")
         assert torch.allclose(clf.head(fmap.mean((2, 3))), plain(x), atol=1e-5)
     assert clf.words.sentences == sentences and clf.info["sentence_match"] == {"kappa": 0.5}
-    fc = synth.synthesize(DESC, mode="fc-only")
+    fc = synth.synthesize(DESC, layer_only=True)
     assert fc.words is None and fc.info["sentence_match"] is None
 
 
@@ -282,7 +282,7 @@ def test_sentence_attention_explains_one_label(text_encoder):
     fig = sentence_attention_figure(att)
     assert len(fig.data) == 6 and "match" in fig.layout.annotations[0].text
     with pytest.raises(ValueError, match="no sentence match"):
-        sentence_attention(synth.synthesize(DESC, mode="fc-only"), image)
+        sentence_attention(synth.synthesize(DESC, layer_only=True), image)
 
 
 def test_token_evidence_predicts_what_the_classifier_predicts(text_encoder):

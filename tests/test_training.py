@@ -216,8 +216,6 @@ def test_fc_only_view_0_is_the_whole_photo_and_the_others_are_crops():
 
     class _Cache:
         def __init__(self, images, spec):
-            from types import SimpleNamespace
-
             self.images, self.spec = images, spec
             self.records = [SimpleNamespace(path=f"photo{i}.jpg") for i in range(len(images))]
 
