@@ -42,6 +42,14 @@ ESZSL_GRID = [(1e-2, 1e-1), (1e-1, 1), (1, 1e-1), (1, 10), (10, 1), (1e-1, 1e-2)
 FOLDS, HELD_OUT = 3, 25
 
 
+def dev_classes() -> tuple[object, list[str], list]:
+    """The data root, ss0's 98 train classes and their photos' records (2 torch threads)."""
+    torch.set_num_threads(2)
+    root = resolve_data_root(None)
+    train = load_split(root, "ss0")["train"]
+    return root, train, read_cub(root).subset(train).records
+
+
 def folds(train: list[str]) -> list[tuple[list[str], list[str]]]:
     out = []
     for seed in range(FOLDS):
@@ -84,11 +92,7 @@ def main() -> None:
     ap.add_argument("--backbones", nargs="+", default=BACKBONES)
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "cub" / "encoder_screen.json"))
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    root = resolve_data_root(None)
-    cub = read_cub(root)
-    train = load_split(root, "ss0")["train"]
-    recs = cub.subset(train).records
+    root, train, recs = dev_classes()
     labels_of = [r.label for r in recs]
     desc = load_descriptions(description_file(root, "allaboutbirds"), train)
     encoders = {"all-MiniLM-L6-v2": TextEncoder()}

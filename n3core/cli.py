@@ -195,6 +195,14 @@ def _package(args) -> int:
     return 0
 
 
+def _long_running(p, fn, threads: bool = True) -> None:
+    """What every long command takes: torch threads, a switch for its progress bars, its function."""
+    if threads:
+        p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(fn=fn)
+
+
 def _add_train(sub) -> None:
     t = sub.add_parser("train", help="episodic meta-training on a split's train classes")
     t.add_argument("--split", default=None, help="ss0, ss1, ss2, ps, a split .json, or preset:NAME (default ss0)")
@@ -219,9 +227,7 @@ def _add_train(sub) -> None:
     t.add_argument("--image-size", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--device", default=None)
-    t.add_argument("--threads", type=int, default=None)
-    t.add_argument("--no-progress", action="store_true")
-    t.set_defaults(fn=_train)
+    _long_running(t, _train)
 
 
 def _add_evaluate(sub) -> None:
@@ -247,8 +253,7 @@ def _add_evaluate(sub) -> None:
                    help="weight of the checkpoint's sentence match in the logits (default: the checkpoint's)")
     e.add_argument("--out", default=None, help="write the JSON report here")
     e.add_argument("--device", default="auto")
-    e.add_argument("--no-progress", action="store_true")
-    e.set_defaults(fn=_evaluate)
+    _long_running(e, _evaluate, threads=False)
 
 
 def _add_train_match(sub) -> None:
@@ -267,9 +272,7 @@ def _add_train_match(sub) -> None:
     m.add_argument("--members", type=int, default=3,
                    help="matches trained with successive seeds and averaged (3: chosen on a dev split, "
                         "see experiments/README.md)")
-    m.add_argument("--threads", type=int, default=None)
-    m.add_argument("--no-progress", action="store_true")
-    m.set_defaults(fn=_train_match)
+    _long_running(m, _train_match)
 
 
 def _add_join_matches(sub) -> None:
@@ -288,9 +291,7 @@ def _add_recipe(sub) -> None:
     r.add_argument("--out", required=True, help="work folder; re-running the same command continues it")
     r.add_argument("--recipe", default=DEFAULT_RECIPE, help=f"recipe JSON (default {DEFAULT_RECIPE})")
     r.add_argument("--data", default=None, help="data folder (default $N3_DATA or ../shared/data/cub)")
-    r.add_argument("--threads", type=int, default=None)
-    r.add_argument("--no-progress", action="store_true")
-    r.set_defaults(fn=_recipe)
+    _long_running(r, _recipe)
 
 
 def _add_synthesize(sub) -> None:
