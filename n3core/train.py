@@ -332,12 +332,7 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     progress = progress and rank == 0
     train_cache = ImageCache(train_set.records, model.preprocess, progress=progress)
     val_cache = ImageCache(val_set.records, model.preprocess, progress=progress)
-    train_feats = val_feats = None
-    if model_cfg.mode == "fc-only":
-        # view 0 the whole photo as evaluation sees it, the others augmented crops
-        train_feats, _ = frozen_features(model.backbone, train_cache, views=cfg.feature_views, seed=cfg.seed + 12345,
-                                         device=device, progress=progress)
-        val_feats = frozen_features(model.backbone, val_cache, device=device, progress=progress)[0][:, 0]
+    train_feats, val_feats = _fc_only_features(model, train_cache, val_cache, cfg, device, progress)
 
     meta = _distributed(model, device) if world > 1 else model.meta
     optim = build_optimizer(model, cfg)
@@ -356,6 +351,18 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
                val_cache, EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed),
                slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world), train_feats, val_feats,
                start_step, state, meta_info, t_start, pbar)
+
+
+def _fc_only_features(model: N3Model, train_cache: ImageCache, val_cache: ImageCache, cfg: TrainConfig, device,
+                      progress: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """fc-only: the frozen backbone's features of ``feature_views`` views per train photo
+    ``[N, V, F]`` (view 0 the whole photo as evaluation sees it, the others augmented crops)
+    and of each val photo ``[N_val, F]``; (None, None) in full mode."""
+    if model.cfg.mode != "fc-only":
+        return None, None
+    train_feats, _ = frozen_features(model.backbone, train_cache, views=cfg.feature_views, seed=cfg.seed + 12345,
+                                     device=device, progress=progress)
+    return train_feats, frozen_features(model.backbone, val_cache, device=device, progress=progress)[0][:, 0]
 
 
 def _init_from(model: N3Model, checkpoint: str, say) -> None:
