@@ -1,0 +1,198 @@
+"""Can a per-class adaptation of the backbone's last layer carry the words? A dev-split screen.
+
+    .venv/bin/python experiments/late_film_screen.py [--seeds 0] [--steps 800]
+        [--out experiments/results/cub/late_film_screen.json]
+
+Reads only ss0's 98 **train** classes: three dev folds, each holding out 25 of them (the encoder
+screen's folds) and training on the other 73. The frozen Lite0 is run once up to its last
+layer's pre-activation ``z`` (``bn2`` before ReLU6, ``[N, 1280, 7, 7]``, the whole photo). Per class
+k, its own description (MiniLM, mean-pooled) writes
+
+* the classification row ``w_k`` (an MLP, as PDCNN-FC / fc-only), and, in the FiLM arms,
+* a per-channel scale and shift of that last layer, identity at start (zero-initialised):
+  ``f_k(x) = mean_hw ReLU6((1 + Δγ_k) ⊙ z(x) + Δβ_k)``; the logit is ``s · cos(f_k(x), w_k)``.
+
+To fit a 2-core CPU, ``z`` is average-pooled to ``--grid`` × ``--grid`` positions (default 3)
+before the per-class nonlinearity, in every arm alike.
+
+Arms (the same episodes, seeds and folds):
+
+* ``rows``: rows only (Δγ = Δβ = 0): the fc-only control;
+* ``film``: rows + the per-class FiLM, task loss only;
+* ``film+contrast``: as ``film``, plus a margin loss that asks the true FiLM's loss to be lower
+  than that of a FiLM written from other classes' texts (rows kept true), by ``--margin``.
+
+Each arm runs once per fold and seed (seed ``10·fold + s`` for each ``s`` of ``--seeds``: by
+default three runs, folds 0–2, each with its own seed), and gives the mean and spread of the
+runs. Per run: held-out 25-way per-class top-1 with the true texts, and with the FiLM
+written from a derangement of the held-out classes' texts (rows true): ``language_gain_film``
+is the difference, the test of whether this adaptation carries each class's words.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from n3core.backbones import create_backbone
+from n3core.baselines import meanpool_text, per_class_top1
+from n3core.data import description_file, load_descriptions
+from n3core.imagecache import ImageCache, cache_path, load_array, save_array
+from n3core.preprocess import PreprocessSpec
+from n3core.text import TextEncoder
+
+from encoder_screen import dev_classes, folds   # the same dev classes and folds
+
+ROOT = Path(__file__).resolve().parent.parent
+@torch.no_grad()
+def last_preactivation(bb, cache: ImageCache) -> torch.Tensor:
+    """Lite0's ``bn2`` output before its ReLU6, ``[N, 1280, 7, 7]`` (fp16), cached on disk."""
+    m = bb.module.eval()
+    path = cache_path("late-film-z", [str(r.path) for r in cache.records], cache.spec.to_dict(), bb.weights_source)
+    z = load_array(path)
+    if z is not None and len(z) == len(cache):
+        return torch.from_numpy(z)
+    out = []
+    for s in tqdm(range(0, len(cache), 64), desc="last pre-activation", mininterval=5):
+        x = m.bn1(m.conv_stem(cache.spec.normalize(cache.images[s:s + 64])))
+        h = m.conv_head(m.blocks(x))
+        bn = m.bn2
+        out.append(F.batch_norm(h, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps).half())
+    z = torch.cat(out)
+    save_array(path, z.numpy())
+    return z
+
+
+class LateFiLM(nn.Module):
+    """Text ``[K, D]`` → rows ``[K, C]`` and (``film``) a per-class scale and shift of the last layer."""
+
+    def __init__(self, text_dim: int, channels: int, film: bool, hidden: int = 512):
+        super().__init__()
+        self.rows = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, channels))
+        self.film = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * channels)) if film else None
+        if film:
+            nn.init.zeros_(self.film[-1].weight)
+            nn.init.zeros_(self.film[-1].bias)
+        self.log_scale = nn.Parameter(torch.tensor(2.3))
+
+    def forward(self, z: torch.Tensor, text_rows: torch.Tensor, text_film: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` ``[B, C, h, w]`` (pre-activation), texts ``[K, D]`` → logits ``[B, K]``."""
+        w = F.normalize(self.rows(text_rows), dim=-1)
+        if self.film is None:
+            f = F.relu6(z).mean((2, 3))                                     # [B, C]
+            return self.log_scale.exp() * F.normalize(f, dim=-1) @ w.T
+        g, b = self.film(text_rows if text_film is None else text_film).chunk(2, dim=-1)   # [K, C]
+        zz = z.flatten(2)                                                    # [B, C, P]
+        f = F.relu6((1 + g)[None, :, :, None] * zz[:, None] + b[None, :, :, None]).mean(-1)   # [B, K, C]
+        return self.log_scale.exp() * (F.normalize(f, dim=-1) * w[None]).sum(-1)
+
+
+def derangement(n: int, gen: torch.Generator) -> torch.Tensor:
+    while True:
+        p = torch.randperm(n, generator=gen)
+        if not (p == torch.arange(n)).any():
+            return p
+
+
+def run(arm: str, z, labels, text, ctr, cho, seed: int, steps: int, margin: float, k: int = 25,
+        batch: int = 32) -> dict:
+    torch.manual_seed(seed)
+    model = LateFiLM(text.shape[1], z.shape[1], film=arm != "rows")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    rows_of = {c: (labels == c).nonzero().flatten() for c in ctr + cho}
+    rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = 1e-3 * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * step / steps))
+        cls = rng.sample(ctr, k)
+        idx = torch.stack([rows_of[cls[i % k]][torch.randint(len(rows_of[cls[i % k]]), (1,), generator=gen)][0]
+                           for i in range(batch)])
+        y = torch.arange(batch) % k
+        zb = z[idx].float()
+        if rng.random() < 0.5:
+            zb = zb.flip(-1)
+        t = text[torch.tensor(cls)]
+        loss = F.cross_entropy(model(zb, t), y, label_smoothing=0.1)
+        if arm == "film+contrast":
+            swapped = F.cross_entropy(model(zb, t, t[derangement(k, gen)]), y, label_smoothing=0.1)
+            loss = loss + F.relu(loss - swapped + margin)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    model.eval()
+    rows = torch.cat([rows_of[c] for c in cho])
+    y = torch.cat([torch.full((len(rows_of[c]),), i) for i, c in enumerate(cho)])
+    t = text[torch.tensor(cho)]
+    with torch.no_grad():
+        true = torch.cat([model(z[rows[s:s + 128]].float(), t) for s in range(0, len(rows), 128)])
+        out = {"top1": per_class_top1(true, y, len(cho))}
+        if arm != "rows":
+            gains = []
+            for r in range(3):
+                perm = derangement(len(cho), torch.Generator().manual_seed(100 + r))
+                sw = torch.cat([model(z[rows[s:s + 128]].float(), t, t[perm]) for s in range(0, len(rows), 128)])
+                gains.append(out["top1"] - per_class_top1(sw, y, len(cho)))
+            out["language_gain_film"] = statistics.mean(gains)
+            with torch.no_grad():
+                g, b = model.film(t).chunk(2, dim=-1)
+            out["film_rms"] = float(torch.cat([g, b], -1).pow(2).mean().sqrt())
+    return out
+
+
+def summary(values: list[float]) -> dict:
+    return {"mean": round(statistics.mean(values), 4), "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "runs": [round(v, 4) for v in values]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--margin", type=float, default=0.5)
+    ap.add_argument("--grid", type=int, default=3, help="z average-pooled to grid × grid positions (0: all 7 × 7)")
+    ap.add_argument("--arms", nargs="+", default=["rows", "film", "film+contrast"])
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "cub" / "late_film_screen.json"))
+    args = ap.parse_args()
+    root, train, recs = dev_classes()
+    index = {c: i for i, c in enumerate(train)}
+    labels = torch.tensor([index[r.label] for r in recs])
+    desc = load_descriptions(description_file(root, "allaboutbirds"), train)
+    text = meanpool_text(TextEncoder(), [desc[c] for c in train])
+    bb = create_backbone("efficientnet_lite0")
+    t0 = time.time()
+    z = last_preactivation(bb, ImageCache(recs, PreprocessSpec.for_backbone(bb)))
+    if args.grid:
+        z = torch.cat([F.adaptive_avg_pool2d(z[s:s + 512].float(), args.grid) for s in range(0, len(z), 512)])
+    report = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.system()}",
+              "classes": "ss0 train (98); 3 folds of 73 train / 25 held out", "photos": len(recs),
+              "steps": args.steps, "margin": args.margin, "grid": args.grid, "seeds": args.seeds, "features_s": round(time.time() - t0, 1),
+              "arms": {}}
+    for arm in args.arms:
+        per = []
+        for f, (ctr, cho) in enumerate(folds(train)):
+            for s in args.seeds:
+                seed, t1 = 10 * f + s, time.time()
+                r = run(arm, z, labels, text, [index[c] for c in ctr], [index[c] for c in cho], seed, args.steps,
+                        args.margin)
+                r.update(fold=f, seed=seed, train_s=round(time.time() - t1, 1))
+                per.append(r)
+                print(arm, f, seed, {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}, flush=True)
+        report["arms"][arm] = {"runs": per, **{k: summary([r[k] for r in per])
+                                                for k in ("top1", "language_gain_film", "film_rms") if k in per[0]}}
+        Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
