@@ -20,13 +20,18 @@ Arms (the same episodes, seeds and folds):
 * ``rows``: rows only (Δγ = Δβ = 0): the fc-only control;
 * ``film``: rows + the per-class FiLM, task loss only;
 * ``film+contrast``: as ``film``, plus a margin loss that asks the true FiLM's loss to be lower
-  than that of a FiLM written from other classes' texts (rows kept true), by ``--margin``.
+  than that of a FiLM written from other classes' texts (rows kept true), by ``--margin``;
+* ``setfilm``: one scale and shift for the whole class set, written from the mean of its
+  texts (N3's set-level adaptation, on the last layer alone), task loss only.
 
 Each arm runs once per fold and seed (seed ``10·fold + s`` for each ``s`` of ``--seeds``: by
 default three runs, folds 0–2, each with its own seed), and gives the mean and spread of the
 runs. Per run: held-out 25-way per-class top-1 with the true texts, and with the FiLM
 written from a derangement of the held-out classes' texts (rows true): ``language_gain_film``
-is the difference, the test of whether this adaptation carries each class's words.
+is the difference, the test of whether this adaptation carries each class's words. A set-level
+FiLM does not change under a derangement, so ``setfilm``'s is written instead from 25 of the
+fold's training classes' texts (as ``evaluate``'s language control does). An arm that is run
+again replaces its entry in ``--out``; the other arms' entries are kept.
 """
 from __future__ import annotations
 
@@ -76,8 +81,9 @@ def last_preactivation(bb, cache: ImageCache) -> torch.Tensor:
 class LateFiLM(nn.Module):
     """Text ``[K, D]`` → rows ``[K, C]`` and (``film``) a per-class scale and shift of the last layer."""
 
-    def __init__(self, text_dim: int, channels: int, film: bool, hidden: int = 512):
+    def __init__(self, text_dim: int, channels: int, film: bool, hidden: int = 512, per_class: bool = True):
         super().__init__()
+        self.per_class = per_class
         self.rows = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, channels))
         self.film = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * channels)) if film else None
         if film:
@@ -92,6 +98,10 @@ class LateFiLM(nn.Module):
             f = F.relu6(z).mean((2, 3))                                     # [B, C]
             return self.log_scale.exp() * F.normalize(f, dim=-1) @ w.T
         g, b = self.film(text_rows if text_film is None else text_film).chunk(2, dim=-1)   # [K, C]
+        if not self.per_class:                                               # one FiLM for the set
+            g, b = g.mean(0), b.mean(0)
+            f = F.relu6((1 + g)[None, :, None, None] * z + b[None, :, None, None]).mean((2, 3))
+            return self.log_scale.exp() * F.normalize(f, dim=-1) @ w.T
         zz = z.flatten(2)                                                    # [B, C, P]
         f = F.relu6((1 + g)[None, :, :, None] * zz[:, None] + b[None, :, :, None]).mean(-1)   # [B, K, C]
         return self.log_scale.exp() * (F.normalize(f, dim=-1) * w[None]).sum(-1)
@@ -107,7 +117,7 @@ def derangement(n: int, gen: torch.Generator) -> torch.Tensor:
 def run(arm: str, z, labels, text, ctr, cho, seed: int, steps: int, margin: float, k: int = 25,
         batch: int = 32) -> dict:
     torch.manual_seed(seed)
-    model = LateFiLM(text.shape[1], z.shape[1], film=arm != "rows")
+    model = LateFiLM(text.shape[1], z.shape[1], film=arm != "rows", per_class=arm != "setfilm")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     rows_of = {c: (labels == c).nonzero().flatten() for c in ctr + cho}
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
@@ -140,8 +150,11 @@ def run(arm: str, z, labels, text, ctr, cho, seed: int, steps: int, margin: floa
         if arm != "rows":
             gains = []
             for r in range(3):
-                perm = derangement(len(cho), torch.Generator().manual_seed(100 + r))
-                sw = torch.cat([model(z[rows[s:s + 128]].float(), t, t[perm]) for s in range(0, len(rows), 128)])
+                if arm == "setfilm":
+                    other = text[torch.tensor(random.Random(100 + r).sample(ctr, len(cho)))]
+                else:
+                    other = t[derangement(len(cho), torch.Generator().manual_seed(100 + r))]
+                sw = torch.cat([model(z[rows[s:s + 128]].float(), t, other) for s in range(0, len(rows), 128)])
                 gains.append(out["top1"] - per_class_top1(sw, y, len(cho)))
             out["language_gain_film"] = statistics.mean(gains)
             with torch.no_grad():
@@ -161,7 +174,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--margin", type=float, default=0.5)
     ap.add_argument("--grid", type=int, default=3, help="z average-pooled to grid × grid positions (0: all 7 × 7)")
-    ap.add_argument("--arms", nargs="+", default=["rows", "film", "film+contrast"])
+    ap.add_argument("--arms", nargs="+", default=["rows", "film", "film+contrast", "setfilm"])
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "cub" / "late_film_screen.json"))
     args = ap.parse_args()
     root, train, recs = dev_classes()
@@ -176,8 +189,10 @@ def main() -> None:
         z = torch.cat([F.adaptive_avg_pool2d(z[s:s + 512].float(), args.grid) for s in range(0, len(z), 512)])
     report = {"machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.system()}",
               "classes": "ss0 train (98); 3 folds of 73 train / 25 held out", "photos": len(recs),
-              "steps": args.steps, "margin": args.margin, "grid": args.grid, "seeds": args.seeds, "features_s": round(time.time() - t0, 1),
+              "margin": args.margin, "grid": args.grid, "features_s": round(time.time() - t0, 1),
               "arms": {}}
+    if Path(args.out).exists():                      # keep the arms that are not run again
+        report["arms"] = json.loads(Path(args.out).read_text()).get("arms", {})
     for arm in args.arms:
         per = []
         for f, (ctr, cho) in enumerate(folds(train)):
@@ -188,7 +203,7 @@ def main() -> None:
                 r.update(fold=f, seed=seed, train_s=round(time.time() - t1, 1))
                 per.append(r)
                 print(arm, f, seed, {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}, flush=True)
-        report["arms"][arm] = {"runs": per, **{k: summary([r[k] for r in per])
+        report["arms"][arm] = {"steps": args.steps, "seeds": args.seeds, "runs": per, **{k: summary([r[k] for r in per])
                                                 for k in ("top1", "language_gain_film", "film_rms") if k in per[0]}}
         Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"written {args.out}")
