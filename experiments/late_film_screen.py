@@ -4,7 +4,7 @@
         [--out experiments/results/cub/late_film_screen.json]
 
 Reads only ss0's 98 **train** classes: three dev folds, each holding out 25 of them (the encoder
-screen's folds) and training on the other 73. The frozen Lite0 is run once up to its last
+screen's folds, seeds 0, 1, 2) and training on the other 73. The frozen Lite0 is run once up to its last
 layer's pre-activation ``z`` (``bn2`` before ReLU6, ``[N, 1280, 7, 7]``, the whole photo). Per class
 k, its own description (MiniLM, mean-pooled) writes
 
@@ -51,14 +51,31 @@ from tqdm.auto import tqdm
 
 from n3core.backbones import create_backbone
 from n3core.baselines import meanpool_text, per_class_top1
-from n3core.data import description_file, load_descriptions
+from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
 from n3core.imagecache import ImageCache, cache_path, load_array, save_array
 from n3core.preprocess import PreprocessSpec
 from n3core.text import TextEncoder
 
-from encoder_screen import dev_classes, folds   # the same dev classes and folds
-
 ROOT = Path(__file__).resolve().parent.parent
+FOLDS, HELD_OUT = 3, 25          # the encoder screen's dev folds (commit 7e324e8)
+
+
+def dev_classes() -> tuple[object, list[str], list]:
+    """The data root, ss0's 98 train classes and their photos' records (2 torch threads)."""
+    torch.set_num_threads(2)
+    root = resolve_data_root(None)
+    train = load_split(root, "ss0")["train"]
+    return root, train, read_cub(root).subset(train).records
+
+
+def folds(train: list[str]) -> list[tuple[list[str], list[str]]]:
+    """Three (73 train, 25 held-out) partitions of ``train``, seeded 0, 1, 2."""
+    out = []
+    for seed in range(FOLDS):
+        c = sorted(train)
+        random.Random(seed).shuffle(c)
+        out.append((sorted(c[HELD_OUT:]), sorted(c[:HELD_OUT])))
+    return out
 @torch.no_grad()
 def last_preactivation(bb, cache: ImageCache) -> torch.Tensor:
     """Lite0's ``bn2`` output before its ReLU6, ``[N, 1280, 7, 7]`` (fp16), cached on disk."""

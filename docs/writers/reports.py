@@ -6,7 +6,7 @@
   ``stages.jsonl`` there.
 * The frozen-feature baselines (``experiments/baselines.py``):
   ``experiments/results/cub/baselines.json``.
-* The encoder screen (``experiments/encoder_screen.py``):
+* The encoder screen (``experiments/encoder_screen.py`` of commit 7e324e8):
   ``experiments/results/cub/encoder_screen.json``.
 
 A report that is not there yet is None; the documents then say "not run".

@@ -294,7 +294,7 @@ its run; ss0 ran alone.
 
 ## Choosing the encoders (development split)
 
-`experiments/encoder_screen.py`: frozen features and mean-pooled description embeddings, 3
+`experiments/encoder_screen.py` (commit 7e324e8): frozen features and mean-pooled description embeddings, 3
 folds of ss0's 98 train classes (73 to train, 25 held out, 25-way). No val or test class is
 read. Mean ± sd over the folds.
 
