@@ -186,6 +186,8 @@ def main() -> None:
         for name in args.methods:
             grid = None
             if name == "PDCNN-FC+Conv" and args.conv_setting == "fc":
+                if "PDCNN-FC" not in report["main"][s]:
+                    raise SystemExit(f"--conv-setting fc: no PDCNN-FC result for {s} in {args.out}; run it first")
                 grid = [report["main"][s]["PDCNN-FC"]["chosen"]]
             r = method_result(name, data, grid)
             report["main"][s][name] = r
