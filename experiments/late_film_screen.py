@@ -21,8 +21,8 @@ Arms (the same episodes, seeds and folds):
 * ``film``: rows + the per-class FiLM, task loss only;
 * ``film+contrast``: as ``film``, plus a margin loss that asks the true FiLM's loss to be lower
   than that of a FiLM written from other classes' texts (rows kept true), by ``--margin``;
-* ``setfilm``: one scale and shift for the whole class set, written from the mean of its
-  texts (N3's set-level adaptation, on the last layer alone), task loss only.
+* ``setfilm``: one scale and shift for the whole class set, the mean of what each class's text
+  writes (N3's set-level adaptation, on the last layer alone), task loss only.
 
 Each arm runs once per fold and seed (seed ``10·fold + s`` for each ``s`` of ``--seeds``: by
 default three runs, folds 0–2, each with its own seed), and gives the mean and spread of the
@@ -96,7 +96,8 @@ def last_preactivation(bb, cache: ImageCache) -> torch.Tensor:
 
 
 class LateFiLM(nn.Module):
-    """Text ``[K, D]`` → rows ``[K, C]`` and (``film``) a per-class scale and shift of the last layer."""
+    """Text ``[K, D]`` → rows ``[K, C]`` and (``film``) a scale and shift of the last layer, per
+    class or (``per_class=False``) one for the set."""
 
     def __init__(self, text_dim: int, channels: int, film: bool, hidden: int = 512, per_class: bool = True):
         super().__init__()
@@ -111,17 +112,15 @@ class LateFiLM(nn.Module):
     def forward(self, z: torch.Tensor, text_rows: torch.Tensor, text_film: torch.Tensor | None = None) -> torch.Tensor:
         """``z`` ``[B, C, h, w]`` (pre-activation), texts ``[K, D]`` → logits ``[B, K]``."""
         w = F.normalize(self.rows(text_rows), dim=-1)
-        if self.film is None:
-            f = F.relu6(z).mean((2, 3))                                     # [B, C]
-            return self.log_scale.exp() * F.normalize(f, dim=-1) @ w.T
-        g, b = self.film(text_rows if text_film is None else text_film).chunk(2, dim=-1)   # [K, C]
-        if not self.per_class:                                               # one FiLM for the set
-            g, b = g.mean(0), b.mean(0)
-            f = F.relu6((1 + g)[None, :, None, None] * z + b[None, :, None, None]).mean((2, 3))
-            return self.log_scale.exp() * F.normalize(f, dim=-1) @ w.T
-        zz = z.flatten(2)                                                    # [B, C, P]
-        f = F.relu6((1 + g)[None, :, :, None] * zz[:, None] + b[None, :, :, None]).mean(-1)   # [B, K, C]
-        return self.log_scale.exp() * (F.normalize(f, dim=-1) * w[None]).sum(-1)
+        if self.film is not None:
+            g, b = self.film(text_rows if text_film is None else text_film).chunk(2, dim=-1)   # [K, C]
+            if self.per_class:
+                zz = z.flatten(2)                                            # [B, C, P]
+                f = F.relu6((1 + g)[None, :, :, None] * zz[:, None] + b[None, :, :, None]).mean(-1)   # [B, K, C]
+                return self.log_scale.exp() * (F.normalize(f, dim=-1) * w[None]).sum(-1)
+            z = (1 + g.mean(0))[None, :, None, None] * z + b.mean(0)[None, :, None, None]   # one FiLM for the set
+        f = F.relu6(z).mean((2, 3))                                          # [B, C]
+        return self.log_scale.exp() * F.normalize(f, dim=-1) @ w.T
 
 
 def derangement(n: int, gen: torch.Generator) -> torch.Tensor:
