@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
-from n3core.backbones import create_backbone
-from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
+from baseline_methods import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
                               maxpool_text, meanpool_text, pca_maps, per_class_top1, predict,
                               train_pdcnn)
+from n3core.backbones import create_backbone
 from n3core.data import description_file, load_descriptions, load_split, read_cub, resolve_data_root
 from n3core.features import frozen_features
 from n3core.evaluate import class_orders, over_orders, per_class_accuracy, write_report

@@ -1,12 +1,16 @@
 """The baselines of docs/RESULTS.md on small planted problems and the real Lite0 feature path."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
 from n3core.preprocess import PreprocessSpec
-from n3core.baselines import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))   # the results table's baselines
+from baseline_methods import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,  # noqa: E402
                               maxpool_text, meanpool_text, per_class_top1, predict, train_pdcnn)
 
 

@@ -1,5 +1,6 @@
 """Baselines that turn class descriptions into a classifier over a **frozen** backbone, on the
-same splits and protocol as N3 (``docs/RESULTS.md``):
+same splits and protocol as N3 (``docs/RESULTS.md``; run by ``experiments/baselines.py``, not
+part of the library, which holds what the shipped models, the CLI and the app use):
 
 * :class:`PDCNNFC` — Lei Ba et al. (2015), as the N3 paper re-ran it: an MLP maps a description
   embedding to the weights (and bias) of the classification layer over the frozen pooled
@@ -32,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .evaluate import per_class_accuracy
-from .text import word_positions
+from n3core.evaluate import per_class_accuracy
+from n3core.text import word_positions
 
 __all__ = ["pca_maps", "maxpool_text", "meanpool_text", "TfidfText", "PDCNNFC", "PDCNNFCConv", "train_pdcnn",
            "eszsl_fit", "eszsl_scores", "PDCNNConfig"]
