@@ -168,7 +168,7 @@ def targets() -> str:
 
 def delta_words() -> str:
     """Does ΔΘ carry the words? The test splits' own evidence, then the dev-split screen of the
-    per-class late adaptation (``experiments/late_film_screen.py``)."""
+    late adaptations (its report, ``experiments/results/cub/late_film_screen.json``)."""
     rows = ["| split | ΔΘ only (κ = 0) | fc-only | ΔΘ only − fc-only | `language_gain_delta` (full) | "
             "`language_gain` (κ = 0) |", "| --- | --- | --- | --- | --- | --- |"]
     for s in R.SPLITS:
@@ -235,16 +235,17 @@ from any text is to train them to reproduce adaptations found by real fine-tunin
 {r.get('episodes', 32)} fixed training episodes (25 of the fold's training classes) gets a target: the set-level
 FiLM that 40 Adam steps on 16 photos of each of its classes find, with the trained rows-only
 model's rows fixed. Such a fine-tune is worth having: fitted on every other photo of the 25
-held-out classes (about 30 labelled photos a class: few-shot, not zero-shot), it gains {spread(fg)} points on the rest over the rows alone ({len(fg)} runs).
-Trained to reproduce the targets from the texts ({runs('setfilm+distil')}), the set's FiLM
-gains {spread(diff['setfilm+distil'])} over the rows and carries {spread(gain['setfilm+distil'])} points of the words: its
-FiLM is {d['film_rms']['mean']:.2f} RMS where the targets are {d['target_rms']['mean']:.2f}, and what it writes does not depend on
-which class set's texts wrote it: what a regression writes when its input does not predict its
-target. The room is there; on this screen only labelled photos of the new classes found it."""
+held-out classes (about 30 labelled photos a class: few-shot, not zero-shot), it gains
+{spread(fg)} points on the rest over the rows alone ({len(fg)} runs). Trained to reproduce the
+targets from the texts ({runs('setfilm+distil')}), the set's FiLM gains {spread(diff['setfilm+distil'])} over the rows and
+carries {spread(gain['setfilm+distil'])} points of the words: its FiLM is {d['film_rms']['mean']:.2f} RMS where the targets are
+{d['target_rms']['mean']:.2f}, and what it writes does not depend on which class set's texts wrote it: what a
+regression writes when its input does not predict its target. The room is there; on this screen only labelled photos of the new classes found it."""
     return f"""**Late adaptation, set-level and per class (a dev-split screen).** The literature's remedies for a
 set-level adaptation that collapses to a generic fine-tune are a per-class one, identity-initialised,
 a loss that asks the true text to beat another, and training to reproduce fine-tuned targets.
-`experiments/late_film_screen.py` tests them on ss0's 98 train classes only (three folds of 73 to
+`experiments/late_film_screen.py` (commit fce149d; removed since, its report kept in
+`experiments/results/cub/`) tested them on ss0's 98 train classes only (three folds of 73 to
 train / 25 held out, so 25-way; no val or test class read; mean ± sd over the runs, each fold
 with its own seeds): each class's own description writes its classification row and a
 per-channel scale and shift of Lite0's last layer (zero-initialised, so training starts at the
@@ -256,13 +257,14 @@ not change, from 25 of the fold's training classes' texts.
 {chr(10).join(table)}
 
 The set-level FiLM, N3's own kind of adaptation in miniature, reproduces on this proxy what the
-recipe shows for ΔΘ: it gains {spread(diff['setfilm'])} over the rows alone, and any class set's texts write it
-as well as the set's own ({runs('setfilm')}). Made per class, the same modulation carries a little
-of the words ({spread(gain['film'])} points, {runs('film')}) and gains {spread(diff['film'])} over the rows;
-asking the true text to beat another makes the words matter more ({spread(gain['film+contrast'])}, {runs('film+contrast')})
-but gains {spread(diff['film+contrast'])} over the rows.{distil}
+recipe shows for ΔΘ: it gains {spread(diff['setfilm'])} over the rows alone, and any class set's
+texts write it as well as the set's own ({runs('setfilm')}). Made per class, the same
+modulation carries a little of the words ({spread(gain['film'])} points, {runs('film')}) and gains
+{spread(diff['film'])} over the rows; asking the true text to beat another makes the words matter
+more ({spread(gain['film+contrast'])}, {runs('film+contrast')}) but gains {spread(diff['film+contrast'])} over the rows.{distil}
 
 {"Arms that reach both targets (a `language_gain_film` and a gain over the rows of 3 points or more each): " + "; ".join(met) + "." if met else NONE_MET}
+
 Not run at the paper's scale: the margin against other texts on the full stage's ΔΘ itself and
 per-class distilled targets (each a full-stage recipe per seed, beyond this 2-core CPU's
 budget)."""
