@@ -1,17 +1,13 @@
 """The baselines of docs/RESULTS.md on small planted problems and the real Lite0 feature path."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from baseline_methods import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,
+                              maxpool_text, meanpool_text, per_class_top1, predict, train_pdcnn)
 
 from n3core.preprocess import PreprocessSpec
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))   # the results table's baselines
-from baseline_methods import (PDCNNConfig, PDCNNFC, PDCNNFCConv, TfidfText, eszsl_fit, eszsl_scores,  # noqa: E402
-                              maxpool_text, meanpool_text, per_class_top1, predict, train_pdcnn)
 
 
 def planted(n_classes=12, per_class=20, f_dim=16, t_dim=10, seed=0):

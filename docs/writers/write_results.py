@@ -223,7 +223,7 @@ def late_screen(r: dict) -> str:
         table.append(f"| {names.get(a, a)} | {len(v['runs'])} ({v['steps']} steps) | "
                      f"{spread([x['top1'] for x in v['runs']], False)} | {spread(diff[a]) if a != 'rows' else '—'} | "
                      f"{spread(gain[a]) if gain[a] else '—'} |")
-    met = [names[a] for a in arms if a != "rows" and statistics.mean(diff[a]) >= 0.03 and statistics.mean(gain[a]) >= 0.03]
+    met = [names.get(a, a) for a in arms if a != "rows" and statistics.mean(diff[a]) >= 0.03 and statistics.mean(gain[a]) >= 0.03]
     fg = [x["fitted_gain"] for x in arms.get("setfilm+distil", {}).get("runs", []) if "fitted_gain" in x]
     distil = ""
     if fg:
@@ -232,7 +232,7 @@ def late_screen(r: dict) -> str:
 
 **Distilled targets.** Text-to-LoRA's remedy for hypernetworks that write the same adaptation
 from any text is to train them to reproduce adaptations found by real fine-tuning. Here each of
-{r.get('episodes', 32)} fixed training episodes (25 of the fold's training classes) gets a target: the set-level
+32 fixed training episodes (25 of the fold's training classes) gets a target: the set-level
 FiLM that 40 Adam steps on 16 photos of each of its classes find, with the trained rows-only
 model's rows fixed. Such a fine-tune is worth having: fitted on every other photo of the 25
 held-out classes (about 30 labelled photos a class: few-shot, not zero-shot), it gains
