@@ -32,16 +32,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "AdaptableTensor",
-    "Backbone",
-    "BackboneError",
-    "Preprocess",
-    "available_backbones",
-    "create_backbone",
-    "feature_map",
-    "imagenet_class_names",
-]
+__all__ = ["AdaptableTensor", "Backbone", "BackboneError", "Preprocess", "available_backbones", "create_backbone",
+           "feature_map"]
 
 
 class BackboneError(ValueError):
@@ -119,10 +111,6 @@ class Backbone:
         """The pretrained values Θ of the adaptable tensors, by name."""
         params = dict(self.module.named_parameters())
         return {t.name: params[t.name] for t in self.tensors}
-
-    @property
-    def total_adaptable(self) -> int:
-        return sum(t.numel for t in self.tensors)
 
     def signature(self) -> dict:
         """What a checkpoint records to check it is loaded onto the same architecture."""
@@ -334,11 +322,3 @@ def _resnet18(pretrained: bool = True, weights=None, keep_imagenet_head: bool = 
         name="resnet18", module=model, tensors=adaptable_tensors(model), feature_dim=512,
         preprocess=Preprocess(input_size=224, interpolation="bilinear"),
         pretrained=source != "random initialisation", weights_source=source, imagenet_head=head)
-
-
-# ----------------------------------------------------------------------------- ImageNet names
-def imagenet_class_names() -> list[str]:
-    """The 1000 ImageNet-1k class names, offline, from torchvision's weight metadata."""
-    from torchvision.models import ResNet18_Weights
-
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])

@@ -28,7 +28,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -364,50 +364,34 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 # ----------------------------------------------------------------------------- episodes
 class EpisodeSampler:
-    """Episodes for meta-training: K classes drawn from ``classes``, then ``batches``
-    mini-batches of ``batch_size`` images of those classes (balanced over classes), seeded.
-
-    Iterating yields ``(episode_classes, [record indices])`` per mini-batch; a new set of
-    classes every ``batches`` mini-batches. Deterministic given ``seed`` and the episode
-    number, so a resumed run draws exactly what an uninterrupted one would.
+    """Episodes for meta-training: K classes drawn from ``classes``, then a mini-batch of
+    ``batch_size`` images of those classes (balanced over classes), seeded. Deterministic given
+    ``seed`` and the episode number, so a resumed run draws exactly what an uninterrupted one would.
     """
 
-    def __init__(self, images: ImageSet, classes: Sequence[str], k: int, batch_size: int,
-                 batches_per_episode: int = 1, seed: int = 0):
+    def __init__(self, images: ImageSet, classes: Sequence[str], k: int, batch_size: int, seed: int = 0):
         if k < 2:
             raise DataError(f"an episode needs at least 2 classes, got K={k}")
         if len(classes) < k:
             raise DataError(f"K={k} classes per episode but only {len(classes)} classes to draw from")
-        self.images, self.classes, self.k = images, list(classes), k
-        self.batch_size, self.batches_per_episode, self.seed = batch_size, batches_per_episode, seed
+        self.images, self.classes, self.k, self.batch_size, self.seed = images, list(classes), k, batch_size, seed
         for c in self.classes:
             if not images.indices(c):
                 raise DataError(f"class {c!r} has no images")
 
-    def episode(self, n: int) -> tuple[list[str], list[list[int]]]:
-        """Episode ``n``: its classes and its mini-batches of record indices."""
+    def episode(self, n: int) -> tuple[list[str], list[int]]:
+        """Episode ``n``: its classes and its mini-batch of record indices."""
         rng = random.Random(f"{self.seed}-{n}")
         cls = rng.sample(self.classes, self.k)
         pools = {c: rng.sample(self.images.indices(c), len(self.images.indices(c))) for c in cls}
-        batches = []
-        for _ in range(self.batches_per_episode):
-            order = [cls[i % self.k] for i in range(self.batch_size)]
-            rng.shuffle(order)
-            batch = []
-            for c in order:
-                if not pools[c]:
-                    pools[c] = rng.sample(self.images.indices(c), len(self.images.indices(c)))
-                batch.append(pools[c].pop())
-            batches.append(batch)
-        return cls, batches
-
-    def __iter__(self) -> Iterator[tuple[list[str], list[int]]]:
-        n = 0
-        while True:
-            cls, batches = self.episode(n)
-            for b in batches:
-                yield cls, b
-            n += 1
+        order = [cls[i % self.k] for i in range(self.batch_size)]
+        rng.shuffle(order)
+        batch = []
+        for c in order:
+            if not pools[c]:          # a class with fewer photos than its share of the batch
+                pools[c] = rng.sample(self.images.indices(c), len(self.images.indices(c)))
+            batch.append(pools[c].pop())
+        return cls, batch
 
 
 IMAGE_TYPES = ("jpg", "jpeg", "png", "webp")

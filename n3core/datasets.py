@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .data import DataError, ImageSet, load_split, read_cub, read_image_folder
 
-__all__ = ["Preset", "PRESETS", "read_images", "resolve_split", "preset_split", "class_folds", "trainval_records"]
+__all__ = ["Preset", "PRESETS", "read_images", "resolve_split", "preset_split"]
 
 
 @dataclass(frozen=True)
@@ -88,21 +88,3 @@ def resolve_split(root: str | Path, name: str, images: ImageSet | None = None) -
         images = images or read_images(root)
         return preset_split(preset, images.classes)
     return load_split(root, name)
-
-
-def class_folds(classes: list[str], k: int, seed: int = 0) -> list[list[str]]:
-    """``classes`` shuffled with ``seed`` and dealt into ``k`` folds (cross-validation over classes)."""
-    c = list(classes)
-    random.Random(seed).shuffle(c)
-    return [c[i::k] for i in range(k)]
-
-
-def trainval_records(root: str | Path, split: str) -> tuple[list[str], list, list[str]]:
-    """A split's train + val classes (never its test classes), their photo records and each
-    photo's class: what the model-choice probes may read."""
-    images = read_images(root)
-    s = resolve_split(root, split, images)
-    classes = s["train"] + s["val"]
-    keep = set(classes)
-    records = [r for r in images.records if r.label in keep]
-    return classes, records, [r.label for r in records]

@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-__all__ = ["setup", "set_offline", "tune_malloc", "pick_device", "world", "malloc_tuned", "provenance"]
+__all__ = ["setup", "set_offline", "tune_malloc", "pick_device", "world", "provenance"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _TUNED = False
@@ -47,10 +47,6 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):
         return False
     _TUNED = bool(ok)
-    return _TUNED
-
-
-def malloc_tuned() -> bool:
     return _TUNED
 
 

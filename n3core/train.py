@@ -348,7 +348,7 @@ def prepare_run(model_cfg: N3Config, cfg: TrainConfig, out: Path, device: torch.
     pbar = tqdm(total=cfg.max_steps, initial=start_step, desc=f"train {model_cfg.mode}", disable=not progress,
                 mininterval=5, dynamic_ncols=True)
     return Run(model_cfg, cfg, out, device, rank, world, model, meta, optim, bank, split, train_set, train_cache,
-               val_cache, EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, 1, seed=cfg.seed),
+               val_cache, EpisodeSampler(train_set, split["train"], cfg.k, cfg.batch_size, seed=cfg.seed),
                slice(rank * cfg.batch_size // world, (rank + 1) * cfg.batch_size // world), train_feats, val_feats,
                start_step, state, meta_info, t_start, pbar)
 
@@ -416,8 +416,7 @@ def train_step(run: Run, step: int) -> float:
     cfg = run.cfg
     torch.manual_seed(cfg.seed * 1_000_003 + step)
     gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
-    classes, batches = run.sampler.episode(step)
-    idx = batches[0]                        # the global batch; this rank uses rows `shard` of it
+    classes, idx = run.sampler.episode(step)    # the global batch; this rank uses rows `shard` of it
     cmap = {c: i for i, c in enumerate(classes)}
     y = torch.tensor([cmap[run.train_set.records[i].label] for i in idx], device=run.device)[run.shard]
     states, mask = run.bank.get(classes, run.device, gen)

@@ -170,9 +170,9 @@ def test_image_modes_and_bombs(tmp_path):
 def test_sampler_is_balanced_and_seeded(cub, data_root):
     train = load_split(data_root, "ss0")["train"]
     s = EpisodeSampler(cub.subset(train), train, k=25, batch_size=50, seed=1)
-    cls, batches = s.episode(7)
+    cls, batch = s.episode(7)
     assert len(cls) == 25 and len(set(cls)) == 25 and set(cls) <= set(train)
-    labels = Counter(cub.subset(train).records[i].label for i in batches[0])
+    labels = Counter(cub.subset(train).records[i].label for i in batch)
     assert set(labels) == set(cls) and max(labels.values()) == 2
     assert s.episode(7) == EpisodeSampler(cub.subset(train), train, 25, 50, seed=1).episode(7)
     assert s.episode(8)[0] != cls
