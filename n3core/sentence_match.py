@@ -170,10 +170,8 @@ class SentenceMatch(nn.Module):
 class MatchEnsemble(nn.Module):
     """The sentence match a checkpoint carries: the mean of ``M`` :class:`SentenceMatch`
     trained independently (other seeds) on the same classes and feature maps (M = 1: one
-    match). Chosen on the development split (``experiments/match_ensemble.py``: the mean of
-    three scored at least as well as each dev full model's own match, +1.1 points on average);
-    it does not remove the seed's effect: on ss0 test three such means spread 35.8–39.3%
-    (``docs/RESULTS.md``)."""
+    match). The mean of three was chosen over one on a development split
+    (``experiments/README.md``)."""
 
     def __init__(self, members: list[SentenceMatch]):
         super().__init__()
