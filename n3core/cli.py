@@ -23,8 +23,6 @@ def _train(args) -> int:
     from .train import TrainConfig, load_config_file, train
 
     model_d, train_d = load_config_file(args.config) if args.config else ({}, {})
-    if args.preset:
-        args.split = f"preset:{args.preset}"
     if args.mode:
         model_d["mode"] = args.mode
     for key in ("split", "data", "descriptions", "max_steps", "checkpoint_every", "eval_every", "patience", "k",
@@ -45,8 +43,6 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate_protocol, format_summary, split_inputs, write_report
     from .synthesize import Synthesizer
 
-    if args.preset:
-        args.split = f"preset:{args.preset}"
     synth = Synthesizer.from_checkpoint(args.checkpoint, device=args.device)
     control = None
     if args.split:
@@ -83,8 +79,6 @@ def _train_match(args) -> int:
     from .sentence_match import MatchConfig
     from .train import MatchTrainConfig, train_sentence_match
 
-    if args.preset:
-        args.split = f"preset:{args.preset}"
     overrides = {k: v for k, v in (("split", args.split), ("data", args.data), ("steps", args.steps),
                                    ("k", args.k), ("seed", args.seed), ("threads", args.threads)) if v is not None}
     _refuse_existing(args.out)
@@ -203,11 +197,17 @@ def _long_running(p, fn, threads: bool = True) -> None:
     p.set_defaults(fn=fn)
 
 
+def _data_options(p, split_help: str) -> None:
+    """Where a command's classes and photos come from: ``--split``, ``--preset``, ``--data``."""
+    p.add_argument("--split", default=None, help=split_help)
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="a data set preset (same as --split preset:NAME); see README 'Data'")
+    p.add_argument("--data", default=None, help="data folder (default $N3_DATA or ../shared/data/cub)")
+
+
 def _add_train(sub) -> None:
     t = sub.add_parser("train", help="episodic meta-training on a split's train classes")
-    t.add_argument("--split", default=None, help="ss0, ss1, ss2, ps, a split .json, or preset:NAME (default ss0)")
-    t.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="a data set preset (same as --split preset:NAME); see README 'Data'")
+    _data_options(t, "ss0, ss1, ss2, ps, a split .json, or preset:NAME (default ss0)")
     t.add_argument("--out", required=True, help="run folder for checkpoints and the log")
     t.add_argument("--mode", choices=list(MODES), default=None)
     t.add_argument("--max-steps", type=int, default=None)
@@ -217,7 +217,6 @@ def _add_train(sub) -> None:
                    help="stop once this many validations in a row bring no new best val accuracy (best/ is unchanged)")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     t.add_argument("--config", default=None, help='JSON {"model": {...}, "train": {...}}')
-    t.add_argument("--data", default=None, help="data folder (default $N3_DATA or ../shared/data/cub)")
     t.add_argument("--descriptions", default=None, help="description set name or .json")
     t.add_argument("--init-from", default=None, help="start from the matching weights of this checkpoint")
     t.add_argument("--k", type=int, default=None)
@@ -233,14 +232,12 @@ def _add_train(sub) -> None:
 def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="the paper's protocol on unseen classes")
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--split", default=None, help="ss0, ss1, ss2, ps, a split .json, or preset:NAME")
-    e.add_argument("--preset", default=None, choices=sorted(PRESETS), help="same as --split preset:NAME")
+    _data_options(e, "ss0, ss1, ss2, ps, a split .json, or preset:NAME")
     e.add_argument("--part", default="test", choices=["train", "val", "test"])
     e.add_argument("--images", default=None, help="image folder: one sub-folder per class")
     e.add_argument("--descriptions", default=None, help="descriptions .json for --images")
     e.add_argument("--descriptions-set", default="allaboutbirds",
                    choices=list(DESCRIPTION_SETS))
-    e.add_argument("--data", default=None)
     e.add_argument("--permutations", type=int, default=10)
     e.add_argument("--protocol", default="paper", choices=list(PROTOCOLS),
                    help="paper: one K-way classifier over all classes (default); hard5: each class in a 5-way task "
@@ -261,9 +258,7 @@ def _add_train_match(sub) -> None:
                                            "(writes a copy of the checkpoint with it)")
     m.add_argument("--checkpoint", required=True, help="the N3 checkpoint whose classifiers the match joins")
     m.add_argument("--out", required=True, help="the new checkpoint folder")
-    m.add_argument("--split", default=None, help="its train classes are the training classes (default ss0)")
-    m.add_argument("--preset", default=None, choices=sorted(PRESETS), help="same as --split preset:NAME")
-    m.add_argument("--data", default=None)
+    _data_options(m, "its train classes are the training classes (default ss0)")
     m.add_argument("--steps", type=int, default=None, help="episodes (default 1500)")
     m.add_argument("--k", type=int, default=None, help="classes per episode (default 25)")
     m.add_argument("--kappa", type=float, default=1.0,
@@ -340,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup()
     args = build_parser().parse_args(argv)
+    if getattr(args, "preset", None):
+        args.split = f"preset:{args.preset}"
     from .checkpoint import CheckpointError
     from .data import DataError
     from .recipe import RecipeError

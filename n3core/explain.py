@@ -1,21 +1,7 @@
-"""Why a synthesized classifier decides what it decides (N3 paper, section 5).
-
-* :func:`token_evidence` — the gradient of the loss for one image w.r.t. the token states of
-  **every** class description (figure 3): top positive evidence from the label's own
-  description; top negative evidence from the other descriptions ranked by
-  (largest token gradient) / (softmax probability of that class). Word pieces are merged
-  into words with character spans in the text a person wrote.
-* :func:`sentence_ablation` — a model-agnostic cross-check: drop each sentence of a
-  description and report the change in that class's probability.
-* :func:`saliency` — pixel saliency with captum (Saliency, IntegratedGradients, SmoothGrad),
-  optionally smoothed; :func:`saliency_maps` gives the full-adaptation and fc-only maps and
-  their difference in one unit, so one colour scale reads all three (figure 4).
-* :func:`sentence_attention` — for a classifier with a sentence match: where each sentence of a
-  class's description looked in the photo, how well that region matched it, and how much it
-  added to the class's logit.
-* :func:`adaptation_norms` — ‖μ·ΔΘ‖₂, ‖Θ‖₂ and their ratio per adapted tensor (figure 6), and
-  what an edit of the descriptions moved: ‖μ·(ΔΘ − ΔΘ_before)‖₂.
-"""
+"""Why a synthesized classifier decides what it decides (the N3 paper's section 5): token
+evidence (figure 3) with a sentence-ablation cross-check, pixel saliency through captum
+(figure 4), where each sentence of the sentence match looked, and the adaptation's norms per
+tensor (figure 6)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -97,7 +83,10 @@ def _as_batch(clf: SynthesizedClassifier, image) -> torch.Tensor:
 def token_evidence(synth: Synthesizer, descriptions: dict[str, str], image, *, label: str | None = None,
                    top_words: int = 10, top_negative_classes: int = 3) -> Evidence:
     """Gradient of the loss (w.r.t. ``label``, by default the predicted class) with respect to
-    the token states of every description, for one image (PIL or ``[1, 3, S, S]``).
+    the token states of every description, for one image (PIL or ``[1, 3, S, S]``). Positive
+    evidence: the top words of the label's own description; negative: the top words of the
+    other descriptions ranked by (largest token gradient) / (that class's probability). Word
+    pieces are merged into words with character spans in the text a person wrote.
 
     With a sentence match, its term joins the logits (so the prediction and probabilities are the
     classifier's own) as a constant: it reads each sentence encoded alone, not these token

@@ -1,21 +1,6 @@
-"""Plotly figures and HTML that show N3's results; pure functions of numbers, no models.
-
-* :func:`probability_bars_html` — top classes of one photo, full vs fc-only, as light HTML bars with a tick where each bar was
-  before the last edit (the app draws one per photo: no chart library per photo).
-* :func:`shift_figure` — what an edit did to every photo: Δp per photo and class, both modes.
-* :func:`control_figure` — the language control: own words vs each part from other texts vs none, per photo.
-* :func:`saliency_figure` — full, fc-only and their difference over the photo, one colour bar.
-* :func:`sentence_attention_figure` — where each sentence of a description looked in a photo.
-* :func:`ab_accuracy_figure` — per-class accuracy under description A vs B.
-* :func:`confusion_figure` — a row-normalised confusion matrix heat map.
-* :func:`accuracy_figure` — per-class accuracy of both classifiers.
-* :func:`norms_figure` — ‖μ·ΔΘ‖ and ‖Θ‖ per adapted tensor (the paper's figure 6).
-* :func:`evidence_html` / :func:`evidence_sentences` — a description with its words coloured
-  by token evidence, and the "is a … because" / "is not a … because" lists.
-
-Every piece of user text that goes into HTML is escaped here: descriptions are shown, never
-rendered.
-"""
+"""Plotly figures and HTML that show N3's results to a person: pure functions of numbers, no
+models. Every piece of user text that goes into HTML is escaped here: descriptions are shown,
+never rendered."""
 from __future__ import annotations
 
 import html
@@ -133,70 +118,49 @@ def saliency_figure(maps: dict, titles: Sequence[str] = ("full adaptation", "fc-
     """The photo three times with ``maps["full"]``, ``maps["fc-only"]`` and
     ``maps["difference"]`` (from :func:`n3core.explain.saliency_maps`) laid over it on one
     diverging colour scale: red where a classifier looks (the difference: red where full
-    looks more, blue where fc-only does), transparent at 0. Maps are shown at 1/4 resolution."""
-    import base64
-    import io as _io
-
-    import plotly.graph_objects as go
-    from PIL import Image
-    from plotly.subplots import make_subplots
-
-    rgb = (maps["image"].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-    buf = _io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=85)
-    src = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-    S = rgb.shape[0]
-    step = max(1, S // 56)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=list(titles), horizontal_spacing=0.02)
-    for c, key in enumerate(("full", "fc-only", "difference"), 1):
-        z = maps[key][::step, ::step]
-        fig.add_trace(go.Image(source=src, hoverinfo="skip"), 1, c)
-        fig.add_trace(go.Heatmap(z=z.tolist(), x0=step / 2, dx=step, y0=step / 2, dy=step, zmin=-1, zmax=1, zsmooth="best",
-                                 colorscale=_OVERLAY_SCALE, showscale=c == 3, hoverinfo="skip",
-                                 colorbar=dict(title="saliency", tickvals=[-1, 0, 1],
-                                               ticktext=["fc-only more", "0", "high / full more"])), 1, c)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    fig.update_layout(height=330, margin=dict(l=0, r=0, t=30, b=0))
-    return fig
-
-
-def _photo_source(rgb_chw: torch.Tensor) -> str:
-    import base64
-    import io as _io
-
-    from PIL import Image
-
-    rgb = (rgb_chw.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-    buf = _io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    looks more, blue where fc-only does), transparent at 0."""
+    bar = dict(title="saliency", tickvals=[-1, 0, 1], ticktext=["fc-only more", "0", "high / full more"])
+    return _overlays(maps["image"], [maps[k] for k in ("full", "fc-only", "difference")], titles, cols=3,
+                     colorbar=bar, height=330)
 
 
 def sentence_attention_figure(att: dict, top: int = 6, cols: int = 3):
     """The photo once per sentence, with that sentence's attention laid over it
     (:func:`n3core.explain.sentence_attention`): the ``top`` sentences by the size of what
     they added to the logit, each titled with its number, that contribution and its match
-    (cosine). Maps are shown at 1/4 resolution."""
+    (cosine)."""
+    order = sorted(range(len(att["sentences"])), key=lambda i: -abs(float(att["contribution"][i])))[:top]
+    titles = [f"#{i + 1}: {float(att['contribution'][i]):+.2f} (match {float(att['cosine'][i]):+.2f})" for i in order]
+    return _overlays(att["image"], [att["attention"][i] for i in order], titles, cols=cols)
+
+
+def _overlays(image: torch.Tensor, maps: list[torch.Tensor], titles: Sequence[str], cols: int,
+              colorbar: dict | None = None, height: int = 300):
+    """The photo (RGB ``[3, S, S]`` in [0, 1]) once per map ``[S, S]`` in [-1, 1], the map laid
+    over it on the overlay scale at about 1/4 resolution; ``colorbar`` shown beside the last."""
+    import base64
+    import io
+
     import plotly.graph_objects as go
+    from PIL import Image
     from plotly.subplots import make_subplots
 
-    order = sorted(range(len(att["sentences"])), key=lambda i: -abs(float(att["contribution"][i])))[:top]
-    rows = max(1, -(-len(order) // cols))
-    titles = [f"#{i + 1}: {float(att['contribution'][i]):+.2f} (match {float(att['cosine'][i]):+.2f})" for i in order]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.02, vertical_spacing=0.08)
-    src = _photo_source(att["image"])
-    S = att["image"].shape[-1]
-    step = max(1, S // 56)
-    for j, i in enumerate(order):
+    buf = io.BytesIO()
+    Image.fromarray((image.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=85)
+    src = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+    step = max(1, image.shape[-1] // 56)
+    rows = max(1, -(-len(maps) // cols))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), horizontal_spacing=0.02,
+                        vertical_spacing=0.08)
+    for j, z in enumerate(maps):
         r, c = j // cols + 1, j % cols + 1
-        z = att["attention"][i][::step, ::step]
         fig.add_trace(go.Image(source=src, hoverinfo="skip"), r, c)
-        fig.add_trace(go.Heatmap(z=z.tolist(), x0=step / 2, dx=step, y0=step / 2, dy=step, zmin=-1, zmax=1,
-                                 zsmooth="best", colorscale=_OVERLAY_SCALE, showscale=False, hoverinfo="skip"), r, c)
+        fig.add_trace(go.Heatmap(z=z[::step, ::step].tolist(), x0=step / 2, dx=step, y0=step / 2, dy=step, zmin=-1,
+                                 zmax=1, zsmooth="best", colorscale=_OVERLAY_SCALE, hoverinfo="skip",
+                                 showscale=colorbar is not None and j == len(maps) - 1, colorbar=colorbar), r, c)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    fig.update_layout(height=300 * rows, margin=dict(l=0, r=0, t=30, b=0))
+    fig.update_layout(height=height * rows, margin=dict(l=0, r=0, t=30, b=0))
     return fig
 
 

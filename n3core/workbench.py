@@ -239,10 +239,14 @@ class _Memo:
 
     def put(self, key, value) -> None:
         with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+            self._store(key, value)
+
+    def _store(self, key, value) -> None:
+        """Insert with the lock held, dropping the least recently used beyond the size."""
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self._size:
+            self._data.popitem(last=False)
 
     def get(self, key, compute):
         with self._lock:
@@ -256,9 +260,7 @@ class _Memo:
                     return self._data[key]
             value = compute()
             with self._lock:
-                self._data[key] = value
-                while len(self._data) > self._size:
-                    self._data.popitem(last=False)
+                self._store(key, value)
                 self._inflight.pop(key, None)
         return value
 
