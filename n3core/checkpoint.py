@@ -165,11 +165,11 @@ def read_checkpoint_info(directory: str | Path) -> dict:
     return info
 
 
-def load_checkpoint(directory: str | Path, *, with_optimizer: bool = False, verify: bool = True
+def load_checkpoint(directory: str | Path, *, with_optimizer: bool = False
                     ) -> tuple[dict[str, torch.Tensor], dict, dict | None]:
     """Load ``(weights, info, optimizer_state)`` from a checkpoint folder.
 
-    Checks the format, the SHA-256 of every weight file (``verify``) and that the weights
+    Checks the format, the SHA-256 of every weight file and that the weights
     parse as safetensors. Floating weights come back as fp32.
     """
     from safetensors import SafetensorError
@@ -183,7 +183,7 @@ def load_checkpoint(directory: str | Path, *, with_optimizer: bool = False, veri
         p = directory / name
         if not p.is_file():
             raise CheckpointError(f"{p} is missing")
-        if verify and _sha256(p) != info["files"][name]:
+        if _sha256(p) != info["files"][name]:
             raise CheckpointError(f"{p} is damaged: its SHA-256 does not match {INFO_FILE}")
         try:
             loaded[name] = load_file(str(p))

@@ -160,9 +160,7 @@ def read_cub(root: str | Path | None = None, *, check_files: bool = True) -> Ima
     """Read a CUB-200-2011 layout folder (the folder itself or its parent)."""
     cub = _cub_dir(resolve_data_root(root) if root is None else Path(root))
     classes_rows = _read_table(cub / "classes.txt", 2)
-    id2class = {}
-    for cid, name in classes_rows:
-        id2class[cid] = name
+    id2class = dict(classes_rows)
     images = {iid: rel for iid, rel in _read_table(cub / "images.txt", 2)}
     labels = {iid: cid for iid, cid in _read_table(cub / "image_class_labels.txt", 2)}
     bboxes = {}
@@ -296,8 +294,6 @@ def load_image(src, *, max_pixels: int = MAX_IMAGE_PIXELS, max_side: int = MAX_L
     (decompression bombs); the result downscaled so its longer side is at most ``max_side``.
     Any failure raises :class:`ImageError` naming the file.
     """
-    import io
-
     label = name or (str(src) if isinstance(src, (str, Path)) else "uploaded image")
     if isinstance(src, (bytes, bytearray)):
         if len(src) == 0:

@@ -389,9 +389,9 @@ def format_summary(report: dict) -> str:
 
 def write_report(report: dict, path: str | Path) -> None:
     """Write a result as JSON, with what produced it (command line and commit) unless it says."""
-    from .runtime import provenance
-
     import os
+
+    from .runtime import provenance
 
     report = {**report, "provenance": report.get("provenance") or provenance()}
     path = Path(path)

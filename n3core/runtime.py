@@ -50,11 +50,10 @@ def tune_malloc() -> bool:
     return _TUNED
 
 
-def setup(*, malloc: bool = True) -> None:
-    """What an entry point opts into: offline mode, and the malloc tuning unless ``malloc=False``."""
+def setup() -> None:
+    """What an entry point opts into: offline mode and the malloc tuning (``N3_NO_MALLOC_TUNING=1``: none)."""
     set_offline()
-    if malloc:
-        tune_malloc()
+    tune_malloc()
 
 
 def provenance() -> dict:

