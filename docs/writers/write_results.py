@@ -244,8 +244,8 @@ regression writes when its input does not predict its target. The room is there;
     return f"""**Late adaptation, set-level and per class (a dev-split screen).** The literature's remedies for a
 set-level adaptation that collapses to a generic fine-tune are a per-class one, identity-initialised,
 a loss that asks the true text to beat another, and training to reproduce fine-tuned targets.
-`experiments/late_film_screen.py` (commit fce149d; removed since, its report kept in
-`experiments/results/cub/`) tested them on ss0's 98 train classes only (three folds of 73 to
+A screen (its script `late_film_screen.py` at commit fce149d, its report
+`experiments/results/cub/late_film_screen.json`) tested them on ss0's 98 train classes only (three folds of 73 to
 train / 25 held out, so 25-way; no val or test class read; mean ± sd over the runs, each fold
 with its own seeds): each class's own description writes its classification row and a
 per-channel scale and shift of Lite0's last layer (zero-initialised, so training starts at the
